@@ -1,0 +1,80 @@
+"""
+What every command shares: consoles, option types, JSON output and the error boundary.
+
+Kept import-light: `mdeploy --help` loads this module, so nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mdeploy.errors import EXIT_INPUT, MdeployError
+
+__all__ = [
+    "EnvOption",
+    "JsonOption",
+    "SpecArg",
+    "TargetOption",
+    "YesOption",
+    "cli_errors",
+    "console",
+    "err_console",
+    "print_json",
+]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+SpecArg = Annotated[
+    Path,
+    typer.Argument(help="Deployment spec (YAML).", show_default=False, dir_okay=False),
+]
+EnvOption = Annotated[
+    str | None,
+    typer.Option("--env", "-e", help="Environment overlay from the spec's [bold]environments[/]."),
+]
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target", "-t", help="Restrict to one target: aws, azure, gcp, coreweave, kubernetes."
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Machine-readable JSON on stdout (stable contract).")
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def print_json(data: Any) -> None:
+    """Write JSON to stdout unstyled, so pipes and CI parsers get exactly the document."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn domain errors into a message on stderr and the documented exit code."""
+    try:
+        yield
+    except MdeployError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
+        if exc.hint:
+            err_console.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc.strerror or exc))}: {escape(str(exc.filename))}"
+        )
+        raise typer.Exit(EXIT_INPUT) from None

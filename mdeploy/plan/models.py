@@ -1,0 +1,106 @@
+"""
+What the planner produces: the sizing of a model, ranked candidates and rejections.
+
+`Plan.to_json()` is the public `plan --json` contract of DESIGN.md; keep its keys stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Candidate", "ModelSizing", "Plan", "Rejection"]
+
+
+@dataclass(frozen=True)
+class ModelSizing:
+    id: str
+    params_b: float
+    weights_gib: float
+    kv_cache_gib: float
+    kv_bytes_per_token: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "params_b": self.params_b,
+            "weights_gib": round(self.weights_gib, 3),
+            "kv_cache_gib": round(self.kv_cache_gib, 3),
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A feasible placement: one offer, the tensor parallelism it runs and its engine flags."""
+
+    target: str
+    region: str
+    instance_type: str
+    gpu: str
+    gpu_count: int
+    gpu_memory_gib: float
+    tensor_parallel: int
+    hourly_usd: float  # for serving.replicas.min replicas
+    monthly_usd: float  # hourly × 730
+    jurisdiction: str
+    country: str
+    price_source: str
+    estimate: bool
+    engine_args: list[str]
+    required_gib_per_gpu: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "region": self.region,
+            "instance_type": self.instance_type,
+            "gpu": self.gpu,
+            "gpu_count": self.gpu_count,
+            "gpu_memory_gib": self.gpu_memory_gib,
+            "tensor_parallel": self.tensor_parallel,
+            "hourly_usd": round(self.hourly_usd, 4),
+            "monthly_usd": round(self.monthly_usd, 2),
+            "jurisdiction": self.jurisdiction,
+            "country": self.country,
+            "price_source": self.price_source,
+            "estimate": self.estimate,
+            "engine_args": list(self.engine_args),
+            "required_gib_per_gpu": round(self.required_gib_per_gpu, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Rejection:
+    target: str
+    region: str
+    instance_type: str
+    reason: str
+    code: str = (
+        ""  # machine-readable reason kind: residency, region, gpu, memory, budget, price, tp
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "region": self.region,
+            "instance_type": self.instance_type,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: ModelSizing
+    chosen: Candidate | None
+    candidates: list[Candidate]
+    rejected: list[Rejection]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model.to_json(),
+            "chosen": self.chosen.to_json() if self.chosen else None,
+            "candidates": [c.to_json() for c in self.candidates],
+            "rejected": [r.to_json() for r in self.rejected],
+        }

@@ -1,0 +1,310 @@
+"""
+Spec v1: the pydantic models for one deployment.
+
+Strict by design: unknown keys are errors, every field documents itself (the JSON Schema
+printed by `mdeploy schema` comes from these descriptions). Cross-field rules that need
+the catalog (does the model resolve?) live in the loader and planner, not here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "API_VERSION",
+    "Architecture",
+    "CloudName",
+    "Deployment",
+    "KubernetesPlacement",
+    "KubernetesPool",
+    "Metadata",
+    "ModelSpec",
+    "Placement",
+    "Replicas",
+    "Rollout",
+    "Serving",
+]
+
+API_VERSION = "mdeploy/v1"
+
+CloudName = Literal["aws", "azure", "gcp", "coreweave", "kubernetes"]
+Dtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
+Quantization = Literal["awq", "gptq", "fp8"]
+
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SECRET_REF = re.compile(
+    r"^(env:[A-Za-z_][A-Za-z0-9_]*"
+    r"|file:\S+"
+    r"|aws-sm:\S+"
+    r"|azure-kv:\S+"
+    r"|gcp-sm:\S+"
+    r"|k8s:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-._A-Za-z0-9]+)$"
+)
+_MODEL_SOURCE = re.compile(r"^(hf|s3|gs|az)://\S+$")
+SECRET_REF_FORMS = (
+    "env:NAME, file:PATH, aws-sm:ARN, azure-kv:VAULT/NAME, gcp-sm:NAME, k8s:SECRET/KEY"
+)
+JURISDICTIONS = ("EU", "EEA", "UK", "CH", "US", "other")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(_Strict):
+    name: Annotated[
+        str,
+        Field(
+            description="DNS-1123 label, at most 40 characters; names every cloud resource.",
+            max_length=40,
+        ),
+    ]
+    labels: Annotated[
+        dict[str, str], Field(description="Free-form labels copied to cloud resource tags.")
+    ] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _dns1123(cls, v: str) -> str:
+        if not _DNS1123.match(v):
+            raise ValueError(
+                "must be a DNS-1123 label: lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return v
+
+
+class Architecture(_Strict):
+    params_b: Annotated[float, Field(gt=0, description="Total parameters, in billions.")]
+    layers: Annotated[int, Field(gt=0, description="Transformer layers.")]
+    attention_heads: Annotated[int, Field(gt=0, description="Query attention heads.")]
+    kv_heads: Annotated[int, Field(gt=0, description="Key/value heads (GQA groups).")]
+    head_dim: Annotated[int, Field(gt=0, description="Dimension of one attention head.")]
+    hidden_size: Annotated[int | None, Field(gt=0, description="Model width.")] = None
+    vocab_size: Annotated[int | None, Field(gt=0, description="Vocabulary size.")] = None
+    tie_word_embeddings: Annotated[
+        bool, Field(description="Input embedding and LM head share weights.")
+    ] = False
+    weights_gib: Annotated[
+        float | None,
+        Field(gt=0, description="Measured checkpoint size in GiB; overrides the computed one."),
+    ] = None
+
+    @model_validator(mode="after")
+    def _heads(self) -> Architecture:
+        if self.attention_heads % self.kv_heads:
+            raise ValueError("attention_heads must be a multiple of kv_heads")
+        return self
+
+
+class ModelSpec(_Strict):
+    id: Annotated[
+        str, Field(min_length=1, description="Model id, e.g. mistralai/Mistral-7B-Instruct-v0.3.")
+    ]
+    source: Annotated[
+        str | None,
+        Field(description="Where weights come from: hf://, s3://, gs://, az:// or a local path."),
+    ] = None
+    revision: Annotated[
+        str, Field(min_length=1, description="Model revision; prod requires a commit sha.")
+    ] = "main"
+    version: Annotated[
+        str, Field(min_length=1, description="Version label used by promote and rollback.")
+    ] = "1"
+    dtype: Annotated[Dtype, Field(description="Weight dtype the engine loads.")] = "bfloat16"
+    quantization: Annotated[
+        Quantization | None, Field(description="Quantization method, if any.")
+    ] = None
+    max_context: Annotated[
+        int, Field(ge=128, le=2_097_152, description="Tokens per sequence (--max-model-len).")
+    ] = 8192
+    architecture: Annotated[
+        Architecture | None,
+        Field(description="Shape of a model the catalog does not know."),
+    ] = None
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        if v is None or _MODEL_SOURCE.match(v) or "://" not in v:
+            return v
+        raise ValueError("must be hf://, s3://, gs://, az:// or a local path")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+
+class Replicas(_Strict):
+    min: Annotated[int, Field(ge=1, le=100, description="Replicas always running.")] = 1
+    max: Annotated[int, Field(ge=1, le=100, description="Upper bound for autoscaling.")] = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+EngineArgValue = str | int | float | bool | None
+
+
+class Serving(_Strict):
+    engine: Annotated[Literal["vllm"], Field(description="Inference engine.")] = "vllm"
+    image: Annotated[
+        str | None,
+        Field(description="Inference image; prod requires repo@sha256:<digest>."),
+    ] = None
+    max_concurrency: Annotated[
+        int, Field(ge=1, le=4096, description="Sequences held at full context per replica.")
+    ] = 16
+    gpu_memory_utilization: Annotated[
+        float, Field(ge=0.5, le=0.98, description="Share of each GPU the engine may use.")
+    ] = 0.90
+    kv_cache_dtype: Annotated[
+        Literal["auto", "fp8"], Field(description="fp8 halves the KV cache.")
+    ] = "auto"
+    replicas: Annotated[Replicas, Field(description="Replica bounds.")] = Replicas()
+    auth: Annotated[
+        Literal["key", "iam", "none"], Field(description="Endpoint auth; none is refused in prod.")
+    ] = "key"
+    engine_args: Annotated[
+        dict[str, EngineArgValue], Field(description="Extra vLLM flags, without leading dashes.")
+    ] = {}
+    secrets: Annotated[
+        dict[str, str],
+        Field(description=f"Env var → secret reference ({SECRET_REF_FORMS}); never values."),
+    ] = {}
+
+    @field_validator("secrets")
+    @classmethod
+    def _references_only(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [name for name, ref in v.items() if not _SECRET_REF.match(ref)]
+        if bad:
+            # Never echo the value: it may be the secret itself.
+            raise ValueError(
+                f"{', '.join(sorted(bad))}: must be a reference ({SECRET_REF_FORMS}), "
+                "not a value; the value was not printed"
+            )
+        return v
+
+    @field_validator("engine_args")
+    @classmethod
+    def _flag_names(cls, v: dict[str, EngineArgValue]) -> dict[str, EngineArgValue]:
+        for flag in v:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", flag):
+                raise ValueError(f"{flag!r}: flag names are lowercase words joined by '-'")
+        return v
+
+
+class KubernetesPool(_Strict):
+    name: Annotated[str, Field(min_length=1, description="Node pool name.")]
+    gpu: Annotated[str, Field(min_length=1, description="GPU model, e.g. H100, L40S.")]
+    gpu_count: Annotated[int, Field(ge=1, le=16, description="GPUs per node.")]
+    gpu_memory_gib: Annotated[
+        float | None, Field(gt=0, description="Usable GiB per GPU; default from the catalog.")
+    ] = None
+    gpu_class: Annotated[
+        str | None, Field(description="Value of the GPU class node label for this pool.")
+    ] = None
+    hourly_usd: Annotated[
+        float | None, Field(ge=0, description="Cost of one node per hour, if known.")
+    ] = None
+    region: Annotated[str, Field(description="Cluster region or site.")] = "cluster"
+    country: Annotated[
+        str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of the nodes.")
+    ]
+
+
+class KubernetesPlacement(_Strict):
+    context: Annotated[str | None, Field(description="kubeconfig context.")] = None
+    namespace: Annotated[str, Field(description="Namespace for the workload.")] = "mdeploy"
+    gpu_class_label: Annotated[str, Field(description="Node label that names the GPU class.")] = (
+        "gpu.nvidia.com/class"
+    )
+    pools: Annotated[
+        list[KubernetesPool], Field(description="Your own GPU node pools, offered as 'kubernetes'.")
+    ] = []
+
+
+class Placement(_Strict):
+    clouds: Annotated[
+        list[CloudName], Field(min_length=1, description="Targets the planner may choose.")
+    ] = ["aws", "azure", "gcp", "coreweave"]
+    residency: Annotated[
+        list[str],
+        Field(
+            description="Allowed jurisdictions (EU, EEA, UK, CH, US) or ISO countries; [] = any."
+        ),
+    ] = []
+    regions: Annotated[list[str], Field(description="Optional region allow-list.")] = []
+    gpus: Annotated[list[str], Field(description="Optional GPU allow-list, e.g. [L4, H100].")] = []
+    max_hourly_usd: Annotated[
+        float | None, Field(gt=0, description="Budget per replica, USD per hour.")
+    ] = None
+    kubernetes: Annotated[
+        KubernetesPlacement | None, Field(description="Cluster settings for coreweave/kubernetes.")
+    ] = None
+
+    @field_validator("residency")
+    @classmethod
+    def _residency(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if item not in JURISDICTIONS and not re.fullmatch(r"[A-Z]{2}", item):
+                raise ValueError(
+                    f"{item!r}: use a jurisdiction ({', '.join(JURISDICTIONS)}) "
+                    "or an ISO 3166-1 alpha-2 country code such as FR"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _pools_for_kubernetes(self) -> Placement:
+        if "kubernetes" in self.clouds and not (self.kubernetes and self.kubernetes.pools):
+            raise ValueError("cloud 'kubernetes' needs placement.kubernetes.pools")
+        return self
+
+
+class Rollout(_Strict):
+    strategy: Annotated[
+        Literal["canary", "all-at-once"], Field(description="How promote shifts traffic.")
+    ] = "canary"
+    steps: Annotated[
+        list[int],
+        Field(min_length=1, description="Traffic percentages, increasing, ending at 100."),
+    ] = [10, 50, 100]
+    bake_minutes: Annotated[
+        int, Field(ge=0, le=1440, description="Minutes to watch each step before the next.")
+    ] = 10
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        if any(not 0 < s <= 100 for s in v) or v != sorted(set(v)) or v[-1] != 100:
+            raise ValueError("steps must be increasing percentages in 1..100 ending at 100")
+        return v
+
+
+class Deployment(_Strict):
+    api_version: Annotated[
+        Literal["mdeploy/v1"], Field(alias="apiVersion", description="Spec version.")
+    ]
+    kind: Annotated[Literal["Deployment"], Field(description="Document kind.")]
+    metadata: Metadata
+    model: ModelSpec
+    serving: Serving = Serving()
+    placement: Placement = Placement()
+    rollout: Rollout = Rollout()
+    guardrails: Annotated[
+        Literal["standard", "strict"],
+        Field(description="strict applies the prod guardrails whatever the env is called."),
+    ] = "standard"
+    environments: Annotated[
+        dict[str, dict[str, Any]],
+        Field(description="Overlays deep-merged over this spec by --env NAME."),
+    ] = {}
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
