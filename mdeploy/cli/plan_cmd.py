@@ -1,0 +1,178 @@
+"""
+`mdeploy plan` and `mdeploy compare`: where the spec should run, what it costs, and why.
+
+Both are offline. The JSON of `plan --json` is a public contract (DESIGN.md); when nothing
+fits it is still printed on stdout before exit 4, because CI reads it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mdeploy.cli._common import (
+    EnvOption,
+    JsonOption,
+    SpecArg,
+    TargetOption,
+    cli_errors,
+    console,
+    print_json,
+)
+from mdeploy.errors import EXIT_POLICY
+
+if TYPE_CHECKING:
+    from mdeploy.plan.compare import CompareRow
+    from mdeploy.plan.models import Candidate, Plan
+    from mdeploy.spec import LoadedSpec
+
+__all__ = ["register"]
+
+
+def _load_and_plan(spec_path: Path, env: str | None, target: str | None) -> tuple[LoadedSpec, Plan]:
+    from mdeploy.plan import make_plan
+    from mdeploy.spec import check_guardrails, load_spec
+
+    loaded = load_spec(spec_path, env)
+    if loaded.strict:
+        check_guardrails(loaded)
+    targets = [target] if target else None
+    return loaded, make_plan(loaded.spec, targets=targets, base_dir=loaded.base_dir)
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def _candidate_table(title: str, candidates: list[Candidate]) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for col in ("target", "region", "instance", "GPU", "tp", "$/h", "$/month", "where"):
+        table.add_column(col, justify="right" if col.startswith("$") or col == "tp" else "left")
+    for c in candidates:
+        price = _money(c.hourly_usd) + ("*" if c.estimate else "")
+        table.add_row(
+            c.target, c.region, c.instance_type, f"{c.gpu}×{c.gpu_count}", str(c.tensor_parallel),
+            price, f"${c.monthly_usd:,.0f}", f"{c.country} ({c.jurisdiction})",
+        )  # fmt: skip
+    return table
+
+
+def _best_per_target(plan: Plan) -> list[Candidate]:
+    seen: dict[str, Candidate] = {}
+    for c in plan.candidates:
+        seen.setdefault(c.target, c)
+    return sorted(seen.values(), key=lambda c: c.hourly_usd)
+
+
+def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
+    spec, m = loaded.spec, plan.model
+    env = f" · env [bold]{loaded.env}[/]" if loaded.env else ""
+    console.print(f"[bold]{spec.metadata.name}[/]{env} · {escape(m.id)} ({m.params_b:g} B params)")
+    console.print(
+        f"weights [bold]{m.weights_gib:.1f} GiB[/] · KV cache [bold]{m.kv_cache_gib:.1f} GiB[/] "
+        f"({m.kv_bytes_per_token:,} B/token × {spec.model.max_context:,} tokens × "
+        f"{spec.serving.max_concurrency} sequences)"
+    )
+    c = plan.chosen
+    if c is None:
+        console.print("[bold red]No offer fits.[/] Rejections by reason:")
+    else:
+        console.print(
+            f"[bold green]chosen[/] {c.target} {c.region} [bold]{c.instance_type}[/] "
+            f"{c.gpu}×{c.gpu_count} tp={c.tensor_parallel} · {c.required_gib_per_gpu:.1f} of "
+            f"{c.gpu_memory_gib:g} GiB per GPU · [bold]{_money(c.hourly_usd)}/h[/] "
+            f"(${c.monthly_usd:,.0f}/month for {spec.serving.replicas.min} replica(s))"
+            + (" [yellow]estimated price[/]" if c.estimate else "")
+        )
+        console.print(f"[dim]engine: vllm {escape(' '.join(c.engine_args))}[/]")
+        console.print(_candidate_table("best per target", _best_per_target(plan)))
+    counts = Counter(r.code for r in plan.rejected)
+    summary = ", ".join(f"{code} {n}" for code, n in counts.most_common())
+    console.print(
+        f"{len(plan.candidates)} candidates, {len(plan.rejected)} offers rejected"
+        + (f" ({summary})" if summary else "")
+        + ". [dim]* = estimated price; --json lists every offer and reason[/]"
+    )
+    if c is None:
+        for code, _ in counts.most_common(3):
+            example = next(r for r in plan.rejected if r.code == code)
+            console.print(
+                f"  [bold]{code}[/]: e.g. {example.target} {example.region} "
+                f"{example.instance_type}: {escape(example.reason)}"
+            )
+
+
+def plan(
+    spec: SpecArg,
+    env: EnvOption = None,
+    target: TargetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Size the model and pick the cheapest placement that fits, explaining every rejection."""
+    with cli_errors():
+        loaded, result = _load_and_plan(spec, env, target)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        _render_plan(loaded, result)
+    if result.chosen is None:
+        raise typer.Exit(EXIT_POLICY)
+
+
+def _render_compare(rows: list[CompareRow]) -> None:
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("target", "region", "where", "offer", "GPU", "tp", "$/h", "$/month", "why not"):
+        table.add_column(col, justify="right" if col.startswith("$") or col == "tp" else "left")
+    for r in rows:
+        where = f"{r.country} ({r.jurisdiction})"
+        if r.best:
+            b = r.best
+            table.add_row(
+                r.target, r.region, where, b.instance_type, f"{b.gpu}×{b.gpu_count}",
+                str(b.tensor_parallel), _money(b.hourly_usd) + ("*" if b.estimate else ""),
+                f"${b.monthly_usd:,.0f}", "",
+            )  # fmt: skip
+        else:
+            table.add_row(r.target, r.region, where, "", "", "", "", "", escape(r.reason))
+    console.print(table)
+    fits = sum(1 for r in rows if r.best)
+    console.print(f"{fits} of {len(rows)} regions fit. [dim]* = estimated price[/]")
+
+
+def compare(
+    spec: SpecArg,
+    env: EnvOption = None,
+    target: TargetOption = None,
+    as_json: JsonOption = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="A Markdown table.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+) -> None:
+    """Cheapest fitting offer per cloud × region inside the residency, or why none fits."""
+    from mdeploy.plan.compare import make_comparison, to_csv, to_markdown
+
+    with cli_errors():
+        from mdeploy.spec import load_spec
+
+        loaded = load_spec(spec, env)
+        targets = [target] if target else None
+        result, rows = make_comparison(loaded.spec, targets=targets, base_dir=loaded.base_dir)
+    if as_json:
+        print_json({"model": result.model.to_json(), "regions": [r.to_json() for r in rows]})
+    elif markdown:
+        typer.echo(to_markdown(rows), nl=False)
+    elif as_csv:
+        typer.echo(to_csv(rows), nl=False)
+    else:
+        _render_compare(rows)
+    if not any(r.best for r in rows):
+        raise typer.Exit(EXIT_POLICY)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
+    app.command("compare")(compare)

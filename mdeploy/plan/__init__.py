@@ -1,0 +1,71 @@
+"""
+The planner: size the model, check every offer, rank the feasible ones, explain the rest.
+
+Offline and deterministic: the same spec and catalog always give the same plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mdeploy.plan.engine import check_engine_args, engine_args
+from mdeploy.plan.fit import Fit, Sizing, check_fit, size_model
+from mdeploy.plan.models import Candidate, ModelSizing, Plan, Rejection
+from mdeploy.plan.placement import HOURS_PER_MONTH, rank, targets_in_play
+from mdeploy.spec.models import Deployment
+
+__all__ = [
+    "HOURS_PER_MONTH",
+    "Candidate",
+    "Fit",
+    "ModelSizing",
+    "Plan",
+    "Rejection",
+    "Sizing",
+    "check_fit",
+    "engine_args",
+    "make_plan",
+    "size_model",
+    "sizing",
+]
+
+
+def sizing(spec: Deployment, *, base_dir: Path | None = None) -> Sizing:
+    """Resolve the model's architecture and size it for the spec."""
+    from mdeploy.catalog import resolve_model
+
+    arch = resolve_model(spec.model, base_dir=base_dir)
+    return size_model(arch, spec.model, spec.serving)
+
+
+def make_plan(
+    spec: Deployment,
+    *,
+    targets: Sequence[str] | None = None,
+    base_dir: Path | None = None,
+) -> Plan:
+    """Every offer of the allowed targets, checked and ranked; `chosen` is the cheapest fit."""
+    from mdeploy.catalog import load_offers
+    from mdeploy.plan.pools import pool_offers
+
+    check_engine_args(spec)
+    model_sizing = sizing(spec, base_dir=base_dir)
+    clouds = targets_in_play(spec, targets)
+    catalog = load_offers([c for c in clouds if c != "kubernetes"], include_flagged=True)
+    offers = list(catalog)
+    if "kubernetes" in clouds:
+        offers += pool_offers(spec, load_offers(include_flagged=False))
+    candidates, rejected = rank(offers, spec, model_sizing)
+    return Plan(
+        model=ModelSizing(
+            id=spec.model.id,
+            params_b=model_sizing.params_b,
+            weights_gib=model_sizing.weights_gib,
+            kv_cache_gib=model_sizing.kv_cache_gib,
+            kv_bytes_per_token=model_sizing.kv_bytes_per_token,
+        ),
+        chosen=candidates[0] if candidates else None,
+        candidates=candidates,
+        rejected=rejected,
+    )

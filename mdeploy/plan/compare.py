@@ -1,0 +1,148 @@
+"""
+Compare: the platform team's view, one row per target × region inside the residency.
+
+Each row is the cheapest fitting offer there, or the reason nothing fits: the rejection that
+came closest (a budget or memory miss says more than a GPU allow-list miss).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mdeploy.plan.models import Candidate, Plan, Rejection
+from mdeploy.spec.models import Deployment
+
+__all__ = ["CompareRow", "compare_rows", "make_comparison", "to_csv", "to_markdown"]
+
+# Lower is closer to fitting: the reason to show when a region has no candidate.
+_CLOSENESS = {"budget": 0, "memory": 1, "tp": 2, "price": 3, "gpu": 4, "region": 5}
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    target: str
+    region: str
+    country: str
+    jurisdiction: str
+    best: Candidate | None
+    reason: str  # why nothing fits; "" when best is set
+    offers: int  # offers checked in this region
+
+    def to_json(self) -> dict[str, Any]:
+        best = self.best
+        return {
+            "target": self.target,
+            "region": self.region,
+            "country": self.country,
+            "jurisdiction": self.jurisdiction,
+            "fits": best is not None,
+            "instance_type": best.instance_type if best else None,
+            "gpu": best.gpu if best else None,
+            "gpu_count": best.gpu_count if best else None,
+            "tensor_parallel": best.tensor_parallel if best else None,
+            "hourly_usd": round(best.hourly_usd, 4) if best else None,
+            "monthly_usd": round(best.monthly_usd, 2) if best else None,
+            "estimate": best.estimate if best else None,
+            "offers": self.offers,
+            "reason": self.reason,
+        }
+
+
+def _closest(rejections: list[Rejection]) -> str:
+    best = min(rejections, key=lambda r: _CLOSENESS.get(r.code, 9))
+    if len(rejections) == 1:
+        return best.reason
+    return f"{best.instance_type}: {best.reason} (+{len(rejections) - 1} more offers rejected)"
+
+
+def compare_rows(plan: Plan, locations: dict[tuple[str, str], tuple[str, str]]) -> list[CompareRow]:
+    """
+    Rows for every (target, region) whose offers passed residency.
+
+    `locations` maps (target, region) → (country, jurisdiction) for the regions in play.
+    """
+    best: dict[tuple[str, str], Candidate] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for cand in plan.candidates:  # cheapest first: the first seen per region wins
+        key = (cand.target, cand.region)
+        best.setdefault(key, cand)
+        counts[key] = counts.get(key, 0) + 1
+    misses: dict[tuple[str, str], list[Rejection]] = {}
+    for rej in plan.rejected:
+        if rej.code == "residency":
+            continue
+        key = (rej.target, rej.region)
+        misses.setdefault(key, []).append(rej)
+        counts[key] = counts.get(key, 0) + 1
+    rows = []
+    for key in sorted(set(best) | set(misses)):
+        country, jurisdiction = locations.get(key, ("", ""))
+        cand = best.get(key)
+        rows.append(
+            CompareRow(
+                target=key[0],
+                region=key[1],
+                country=country,
+                jurisdiction=jurisdiction,
+                best=cand,
+                reason="" if cand else _closest(misses[key]),
+                offers=counts[key],
+            )
+        )
+    rows.sort(
+        key=lambda r: (r.best is None, r.best.hourly_usd if r.best else 0, r.target, r.region)
+    )
+    return rows
+
+
+_COLUMNS = (
+    "target region country jurisdiction fits instance_type gpu gpu_count tensor_parallel "
+    "hourly_usd monthly_usd estimate reason"
+).split()
+
+
+def to_csv(rows: list[CompareRow]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row.to_json())
+    return out.getvalue()
+
+
+def to_markdown(rows: list[CompareRow]) -> str:
+    head = "| target | region | country | jurisdiction | offer | GPU | tp | $/h | $/month | note |"
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        if r.best:
+            b = r.best
+            note = "estimate" if b.estimate else ""
+            cells = [b.instance_type, f"{b.gpu}×{b.gpu_count}", str(b.tensor_parallel),
+                     f"{b.hourly_usd:.2f}", f"{b.monthly_usd:,.0f}", note]  # fmt: skip
+        else:
+            cells = ["—", "—", "—", "—", "—", r.reason.replace("|", "\\|")]
+        lines.append(
+            "| " + " | ".join([r.target, r.region, r.country, r.jurisdiction, *cells]) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def make_comparison(
+    spec: Deployment, *, targets: Sequence[str] | None = None, base_dir: Path | None = None
+) -> tuple[Plan, list[CompareRow]]:
+    """Plan the spec, then fold the plan into one row per target × region."""
+    from mdeploy.catalog import load_offers
+    from mdeploy.plan import make_plan
+    from mdeploy.plan.pools import pool_offers
+
+    plan = make_plan(spec, targets=targets, base_dir=base_dir)
+    offers = load_offers(include_flagged=True)
+    locations = {(o.target, o.region): (o.country, o.jurisdiction) for o in offers}
+    for o in pool_offers(spec, offers):
+        locations[(o.target, o.region)] = (o.country, o.jurisdiction)
+    return plan, compare_rows(plan, locations)

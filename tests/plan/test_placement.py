@@ -1,0 +1,113 @@
+"""Ranking and rejection reasons over hand-built offers."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import MISTRAL_7B, make_offer, make_spec
+
+from mdeploy.errors import InputError
+from mdeploy.plan.engine import check_engine_args, engine_args
+from mdeploy.plan.fit import size_model
+from mdeploy.plan.models import Candidate, Rejection
+from mdeploy.plan.placement import HOURS_PER_MONTH, evaluate, rank
+
+
+def _rank(spec, offers):
+    return rank(offers, spec, size_model(MISTRAL_7B, spec.model, spec.serving))
+
+
+def _verdict(spec, offer):
+    return evaluate(offer, spec, size_model(MISTRAL_7B, spec.model, spec.serving))
+
+
+def test_cheapest_fitting_offer_is_chosen_first(spec):
+    offers = [
+        make_offer(instance_type="big", gpu="H100", gpu_memory_gib=79.65, hourly_usd=9.0),
+        make_offer(instance_type="cheap-small", gpu="A10G", gpu_memory_gib=22.49, hourly_usd=1.0),
+        make_offer(instance_type="mid", hourly_usd=2.5),
+        make_offer(instance_type="mid-est", hourly_usd=2.5, estimate=True),
+    ]
+    candidates, rejected = _rank(spec, offers)
+    assert [c.instance_type for c in candidates] == ["mid", "mid-est", "big"]
+    assert [r.instance_type for r in rejected] == ["cheap-small"]
+    assert rejected[0].code == "memory"
+
+
+def test_rejection_reasons_say_what_to_change(spec):
+    r = _verdict(spec, make_offer(gpu="A10G", gpu_memory_gib=22.49))
+    assert isinstance(r, Rejection)
+    assert "needs 31.5 GiB per GPU" in r.reason
+    assert "0.9 × 22.49 = 20.2 GiB" in r.reason
+    assert "kv_cache_dtype: fp8" in r.reason
+
+
+def test_residency_is_checked_first_and_named():
+    spec = make_spec(placement={"residency": ["EU"]})
+    r = _verdict(spec, make_offer(region="us-east-1", country="US", jurisdiction="US",
+                                  gpu_memory_gib=1.0))  # fmt: skip
+    assert isinstance(r, Rejection) and r.code == "residency"
+    assert "us-east-1 is in US (US), outside [EU]" in r.reason
+
+
+@pytest.mark.parametrize(
+    ("residency", "country", "jurisdiction", "allowed"),
+    [
+        (["EU"], "FR", "EU", True),
+        (["EU"], "NO", "EEA", False),
+        (["EEA"], "FR", "EU", True),  # the EEA contains the EU
+        (["EEA"], "NO", "EEA", True),
+        (["FR"], "DE", "EU", False),
+        (["FR", "CH"], "CH", "CH", True),
+        (["UK"], "GB", "UK", True),
+        ([], "BR", "other", True),
+    ],
+)
+def test_residency_rules(residency, country, jurisdiction, allowed):
+    spec = make_spec(placement={"residency": residency})
+    verdict = _verdict(spec, make_offer(country=country, jurisdiction=jurisdiction))
+    assert isinstance(verdict, Candidate) is allowed
+
+
+def test_region_gpu_budget_price_and_flag_rules():
+    spec = make_spec(placement={"regions": ["eu-west-3"], "gpus": ["l40s"], "max_hourly_usd": 3})
+    assert _verdict(spec, make_offer(region="eu-west-1")).code == "region"
+    assert _verdict(spec, make_offer(gpu="H100", gpu_memory_gib=79.65)).code == "gpu"
+    assert _verdict(spec, make_offer(hourly_usd=3.01)).code == "budget"
+    assert _verdict(spec, make_offer(hourly_usd=None)).code == "price"
+    flagged = _verdict(spec, make_offer(flagged="spot >= on-demand"))
+    assert flagged.code == "price" and "spot >= on-demand" in flagged.reason
+    assert isinstance(_verdict(spec, make_offer(hourly_usd=3.0)), Candidate)
+
+
+def test_candidate_costs_cover_min_replicas():
+    spec = make_spec(serving={"max_concurrency": 8, "replicas": {"min": 2, "max": 3}})
+    c = _verdict(spec, make_offer(hourly_usd=2.5))
+    assert c.hourly_usd == 5.0
+    assert c.monthly_usd == 5.0 * HOURS_PER_MONTH
+
+
+def test_tensor_parallel_rejection_for_odd_gpu_counts(spec):
+    assert _verdict(spec, make_offer(gpu_count=3)).code == "tp"
+
+
+def test_engine_args_carry_every_sizing_decision():
+    spec = make_spec(
+        model={"quantization": "awq", "max_context": 8192},
+        serving={"kv_cache_dtype": "fp8", "gpu_memory_utilization": 0.85,
+                 "engine_args": {"enable-prefix-caching": True, "max-num-seqs": 64}},
+    )  # fmt: skip
+    args = engine_args(spec, 2)
+    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    assert pairs["--tensor-parallel-size"] == "2"
+    assert pairs["--max-model-len"] == "8192"
+    assert pairs["--gpu-memory-utilization"] == "0.85"
+    assert "--quantization" in args and args[args.index("--quantization") + 1] == "awq"
+    assert args[args.index("--kv-cache-dtype") + 1] == "fp8"
+    assert "--enable-prefix-caching" in args
+    assert args[args.index("--max-num-seqs") + 1] == "64"
+
+
+def test_engine_args_may_not_override_planner_flags():
+    spec = make_spec(serving={"engine_args": {"tensor-parallel-size": 8}})
+    with pytest.raises(InputError, match="tensor-parallel-size"):
+        check_engine_args(spec)
