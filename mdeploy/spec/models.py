@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "API_VERSION",
@@ -153,6 +153,16 @@ class Replicas(_Strict):
 EngineArgValue = str | int | float | bool | None
 
 
+def _secret_reference(ref: str) -> str:
+    """Validate one secret entry, so an error points at that entry's line."""
+    if not _SECRET_REF.match(ref):
+        # Never echo the value: it may be the secret itself.
+        raise ValueError(
+            f"must be a reference ({SECRET_REF_FORMS}), not a value; the value was not printed"
+        )
+    return ref
+
+
 class Serving(_Strict):
     engine: Annotated[Literal["vllm"], Field(description="Inference engine.")] = "vllm"
     image: Annotated[
@@ -176,21 +186,9 @@ class Serving(_Strict):
         dict[str, EngineArgValue], Field(description="Extra vLLM flags, without leading dashes.")
     ] = {}
     secrets: Annotated[
-        dict[str, str],
+        dict[str, Annotated[str, AfterValidator(_secret_reference)]],
         Field(description=f"Env var → secret reference ({SECRET_REF_FORMS}); never values."),
     ] = {}
-
-    @field_validator("secrets")
-    @classmethod
-    def _references_only(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = [name for name, ref in v.items() if not _SECRET_REF.match(ref)]
-        if bad:
-            # Never echo the value: it may be the secret itself.
-            raise ValueError(
-                f"{', '.join(sorted(bad))}: must be a reference ({SECRET_REF_FORMS}), "
-                "not a value; the value was not printed"
-            )
-        return v
 
     @field_validator("engine_args")
     @classmethod

@@ -39,7 +39,7 @@ def make_spec(**overrides: Any) -> Deployment:
                 "hidden_size": 4096,
                 "vocab_size": 32768,
             },
-        },  # fmt: skip
+        },
         "serving": {"max_concurrency": 8},
         "placement": {"clouds": ["aws", "azure", "gcp", "coreweave"]},
     }
