@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MISTRAL_7B, make_spec
+from plan.factories import MISTRAL_7B, make_spec
 
 from mdeploy.catalog.models import ModelArchitecture
 from mdeploy.plan.fit import check_fit, size_model, tensor_parallel_problem

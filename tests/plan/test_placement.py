@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MISTRAL_7B, make_offer, make_spec
+from plan.factories import MISTRAL_7B, make_offer, make_spec
 
 from mdeploy.errors import InputError
 from mdeploy.plan.engine import check_engine_args, engine_args
