@@ -136,7 +136,10 @@ class ModelSpec(_Strict):
     @field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+        if isinstance(v, float):
+            # YAML reads 1.10 as the number 1.1: the label the user meant is already lost.
+            raise ValueError('quote the version, e.g. version: "1.10" (YAML reads it as a number)')
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 class Replicas(_Strict):
