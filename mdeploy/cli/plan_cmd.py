@@ -49,15 +49,23 @@ def _money(value: float) -> str:
     return f"${value:,.2f}"
 
 
-def _candidate_table(title: str, candidates: list[Candidate]) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("target", "region", "instance", "GPU", "tp", "$/h", "$/month", "where"):
-        table.add_column(col, justify="right" if col.startswith("$") or col == "tp" else "left")
+def _table(*columns: str) -> Table:
+    """A borderless table whose money columns align right and long names wrap, never cut."""
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for col in columns:
+        money = col.startswith("$")
+        table.add_column(col, justify="right" if money else "left", overflow="fold",
+                         no_wrap=money)  # fmt: skip
+    return table
+
+
+def _candidate_table(candidates: list[Candidate]) -> Table:
+    table = _table("target", "region", "instance", "GPUs", "$/h", "$/month", "where")
     for c in candidates:
         price = _money(c.hourly_usd) + ("*" if c.estimate else "")
         table.add_row(
-            c.target, c.region, c.instance_type, f"{c.gpu}×{c.gpu_count}", str(c.tensor_parallel),
-            price, f"${c.monthly_usd:,.0f}", f"{c.country} ({c.jurisdiction})",
+            c.target, c.region, c.instance_type, f"{c.gpu}×{c.gpu_count}", price,
+            f"${c.monthly_usd:,.0f}", f"{c.country}/{c.jurisdiction}",
         )  # fmt: skip
     return table
 
@@ -90,7 +98,8 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
             + (" [yellow]estimated price[/]" if c.estimate else "")
         )
         console.print(f"[dim]engine: vllm {escape(' '.join(c.engine_args))}[/]")
-        console.print(_candidate_table("best per target", _best_per_target(plan)))
+        console.print("[bold]best per target[/]")
+        console.print(_candidate_table(_best_per_target(plan)))
     counts = Counter(r.code for r in plan.rejected)
     summary = ", ".join(f"{code} {n}" for code, n in counts.most_common())
     console.print(
@@ -125,20 +134,17 @@ def plan(
 
 
 def _render_compare(rows: list[CompareRow]) -> None:
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("target", "region", "where", "offer", "GPU", "tp", "$/h", "$/month", "why not"):
-        table.add_column(col, justify="right" if col.startswith("$") or col == "tp" else "left")
+    table = _table("target", "region", "where", "offer", "GPUs", "$/h", "$/month", "why not")
     for r in rows:
-        where = f"{r.country} ({r.jurisdiction})"
+        where = f"{r.country}/{r.jurisdiction}"
         if r.best:
             b = r.best
             table.add_row(
                 r.target, r.region, where, b.instance_type, f"{b.gpu}×{b.gpu_count}",
-                str(b.tensor_parallel), _money(b.hourly_usd) + ("*" if b.estimate else ""),
-                f"${b.monthly_usd:,.0f}", "",
+                _money(b.hourly_usd) + ("*" if b.estimate else ""), f"${b.monthly_usd:,.0f}", "",
             )  # fmt: skip
         else:
-            table.add_row(r.target, r.region, where, "", "", "", "", "", escape(r.reason))
+            table.add_row(r.target, r.region, where, "", "", "", "", escape(r.reason))
     console.print(table)
     fits = sum(1 for r in rows if r.best)
     console.print(f"{fits} of {len(rows)} regions fit. [dim]* = estimated price[/]")
