@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from mdeploy.errors import InputError
 from mdeploy.plan.engine import check_engine_args, engine_args
 from mdeploy.plan.fit import Fit, Sizing, check_fit, size_model
 from mdeploy.plan.models import Candidate, ModelSizing, Plan, Rejection
@@ -36,6 +37,13 @@ def sizing(spec: Deployment, *, base_dir: Path | None = None) -> Sizing:
     from mdeploy.catalog import resolve_model
 
     arch = resolve_model(spec.model, base_dir=base_dir)
+    limit = arch.max_position_embeddings
+    if limit and spec.model.max_context > limit:
+        raise InputError(
+            f"model.max_context: {spec.model.max_context} exceeds the {limit} tokens "
+            f"{spec.model.id} was trained for; vLLM refuses to start",
+            hint=f"set model.max_context to at most {limit}",
+        )
     return size_model(arch, spec.model, spec.serving)
 
 
@@ -55,7 +63,7 @@ def make_plan(
     catalog = load_offers([c for c in clouds if c != "kubernetes"], include_flagged=True)
     offers = list(catalog)
     if "kubernetes" in clouds:
-        offers += pool_offers(spec, load_offers(include_flagged=False))
+        offers += pool_offers(spec)
     candidates, rejected = rank(offers, spec, model_sizing)
     return Plan(
         model=ModelSizing(

@@ -20,7 +20,7 @@ from mdeploy.spec.models import Deployment
 __all__ = ["CompareRow", "compare_rows", "make_comparison", "to_csv", "to_markdown"]
 
 # Lower is closer to fitting: the reason to show when a region has no candidate.
-_CLOSENESS = {"budget": 0, "memory": 1, "tp": 2, "price": 3, "gpu": 4, "region": 5}
+_CLOSENESS = {"budget": 0, "memory": 1, "tp": 2, "price": 3, "arch": 4, "gpu": 5, "region": 6}
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,6 @@ def make_comparison(
     plan = make_plan(spec, targets=targets, base_dir=base_dir)
     offers = load_offers(include_flagged=True)
     locations = {(o.target, o.region): (o.country, o.jurisdiction) for o in offers}
-    for o in pool_offers(spec, offers):
+    for o in pool_offers(spec):
         locations[(o.target, o.region)] = (o.country, o.jurisdiction)
     return plan, compare_rows(plan, locations)

@@ -1,7 +1,7 @@
 """
 Placement: check every offer of the allowed targets, rank what fits, explain the rest.
 
-Checks run in a fixed order (residency, region, GPU, price, budget, tensor parallel,
+Checks run in a fixed order (residency, region, GPU, host CPU, price, budget, tensor parallel,
 memory) so an offer's rejection names the first rule it breaks: the one to act on.
 """
 
@@ -41,6 +41,12 @@ def _rule_problem(offer: Offer, spec: Deployment) -> Rejection | None:
         return _reject(offer, "region", "region not in placement.regions")
     if placement.gpus and offer.gpu.lower() not in {g.lower() for g in placement.gpus}:
         return _reject(offer, "gpu", f"GPU {offer.gpu} not in placement.gpus")
+    if offer.extra.get("cpu_arch", "amd64") != "amd64":
+        return _reject(
+            offer,
+            "arch",
+            f"{offer.extra['cpu_arch']} hosts; the inference image is built for amd64",
+        )
     if offer.flagged:
         return _reject(offer, "price", f"price flagged in the catalog: {offer.flagged}")
     if offer.hourly_usd is None:

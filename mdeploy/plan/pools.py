@@ -7,6 +7,7 @@ size the spec leaves out is taken from the catalog's usable-memory figure for th
 
 from __future__ import annotations
 
+from mdeploy.catalog import gpu_memory_gib
 from mdeploy.catalog.models import Offer
 from mdeploy.errors import InputError
 from mdeploy.plan.policy import jurisdiction_of_country
@@ -15,24 +16,23 @@ from mdeploy.spec.models import Deployment, KubernetesPool
 __all__ = ["pool_offers"]
 
 
-def _gpu_memory(pool: KubernetesPool, known: dict[str, float]) -> float:
+def _gpu_memory(pool: KubernetesPool) -> float:
     if pool.gpu_memory_gib is not None:
         return pool.gpu_memory_gib
     try:
-        return known[pool.gpu.lower()]
-    except KeyError:
+        return gpu_memory_gib(pool.gpu)
+    except InputError as exc:
         raise InputError(
-            f"placement.kubernetes.pools[{pool.name}].gpu_memory_gib: unknown GPU {pool.gpu!r}",
-            hint="set gpu_memory_gib (usable GiB per GPU as nvidia-smi reports it)",
+            f"placement.kubernetes.pools[{pool.name}].gpu: {exc.message}",
+            hint=f"set gpu_memory_gib (usable GiB per GPU as nvidia-smi reports it); {exc.hint}",
         ) from None
 
 
-def pool_offers(spec: Deployment, catalog_offers: list[Offer]) -> list[Offer]:
+def pool_offers(spec: Deployment) -> list[Offer]:
     """One `kubernetes` offer per declared pool."""
     kube = spec.placement.kubernetes
     if kube is None:
         return []
-    known = {o.gpu.lower(): o.gpu_memory_gib for o in catalog_offers}
     return [
         Offer(
             target="kubernetes",
@@ -40,7 +40,7 @@ def pool_offers(spec: Deployment, catalog_offers: list[Offer]) -> list[Offer]:
             instance_type=pool.name,
             gpu=pool.gpu,
             gpu_count=pool.gpu_count,
-            gpu_memory_gib=_gpu_memory(pool, known),
+            gpu_memory_gib=_gpu_memory(pool),
             hourly_usd=pool.hourly_usd,
             country=pool.country,
             jurisdiction=jurisdiction_of_country(pool.country),

@@ -111,3 +111,26 @@ def test_engine_args_may_not_override_planner_flags():
     spec = make_spec(serving={"engine_args": {"tensor-parallel-size": 8}})
     with pytest.raises(InputError, match="tensor-parallel-size"):
         check_engine_args(spec)
+
+
+def test_arm64_hosts_are_rejected_since_the_image_is_amd64(spec):
+    verdict = _verdict(
+        spec, make_offer(gpu="GH200", gpu_memory_gib=96, extra={"cpu_arch": "arm64"})
+    )
+    assert verdict.code == "arch" and "amd64" in verdict.reason
+
+
+def test_kubernetes_pools_become_offers_with_catalog_memory():
+    spec = make_spec(placement={
+        "clouds": ["kubernetes"], "residency": ["EU"],
+        "kubernetes": {"pools": [
+            {"name": "l40s", "gpu": "L40S", "gpu_count": 1, "country": "DE", "hourly_usd": 1.9},
+            {"name": "nopice", "gpu": "H100", "gpu_count": 1, "country": "DE"},
+        ]},
+    })  # fmt: skip
+    from mdeploy.plan import make_plan
+
+    plan = make_plan(spec)
+    assert plan.chosen.target == "kubernetes" and plan.chosen.instance_type == "l40s"
+    assert plan.chosen.gpu_memory_gib == 44.99 and plan.chosen.jurisdiction == "EU"
+    assert [r.code for r in plan.rejected] == ["price"]

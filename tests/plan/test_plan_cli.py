@@ -127,3 +127,12 @@ def test_plan_as_a_subprocess_never_shows_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "model.id" in proc.stderr
+
+
+def test_context_beyond_the_models_limit_is_refused(tmp_path):
+    spec = (ROOT / "examples/mistral-7b-eu.yaml").read_text()
+    path = tmp_path / "long.yaml"
+    path.write_text(spec.replace("max_context: 16384", "max_context: 65536"))
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 2
+    assert "model.max_context" in result.stderr and "32768" in result.stderr
