@@ -64,6 +64,7 @@ class EndpointArgs:
     ) -> EndpointArgs:
         kube = spec.placement.kubernetes
         extra: dict[str, Any] = dict(candidate.extra)
+        extra.setdefault("max_concurrency", spec.serving.max_concurrency)
         if kube is not None:
             extra.setdefault("namespace", kube.namespace)
             extra.setdefault("gpu_class_label", kube.gpu_class_label)

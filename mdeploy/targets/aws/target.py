@@ -1,0 +1,479 @@
+"""
+The AWS SageMaker target: names, sizing, settings, pre-flight checks, the `Target`. Offline.
+
+Everything here is plain Python (no pulumi, no boto3 at import time), so `get_target("aws")`
+costs nothing and the rules below can be checked without a cloud. The Pulumi resources live in
+`component.py`, the day-2 SDK calls in `ops.py`; both are imported lazily by the methods here.
+
+Stack config (`pulumi config set mdeploy:<key>`), every key optional:
+
+=============================  ==================================================================
+vpcSubnetIds                   subnets for the model's ENIs (JSON list or comma list)
+vpcSecurityGroupIds            security groups for them; both keys or neither
+existingRepositoryUrl          pull from this ECR repository instead of creating one
+modelDataUrl                   s3://…/model.tar.gz unpacked to /opt/ml/model
+modelS3Prefix                  s3://bucket/prefix/ copied uncompressed to /opt/ml/model
+kmsKeyArn                      CMK for ECR, created secrets and EBS volumes
+enableNetworkIsolation         true | false (default false: hf:// and secrets need the network)
+rollbackAlarmNames             CloudWatch alarms (≤ 10) that roll a deployment back
+canaryPercent                  first traffic step of a blue/green update, 1–50 (default 10)
+bakeSeconds                    watch alarms after each traffic step, 0–3600 (600)
+invocationsPerInstanceTarget   autoscaling target, invocations per instance per minute (30:
+                               about half of 16 sequences at ~15 s a reply)
+scaleInCooldownSeconds         default 600 (GPU instances take minutes to start)
+scaleOutCooldownSeconds        default 300
+logRetentionDays               endpoint log group retention (default 30)
+volumeSizeGb                   EBS volume per instance; default sized from the weights
+=============================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mdeploy.errors import CloudError, InputError, PrerequisiteError
+from mdeploy.targets.aws.registry import ecr_host_parts, repository_for
+from mdeploy.targets.base import EndpointArgs, Target
+
+if TYPE_CHECKING:
+    from mdeploy.spec.models import Deployment
+
+__all__ = [
+    "TARGET",
+    "AwsSettings",
+    "AwsTarget",
+    "ModelData",
+    "ResourceNames",
+    "aws_tags",
+    "check_deployable",
+    "container_env",
+    "hashed_name",
+    "model_data",
+    "partition_of",
+    "repository_arn",
+    "repository_name",
+    "resource_names",
+    "runtime_url",
+    "variant_name",
+    "volume_size_gb",
+    "volume_size_supported",
+]
+
+# SageMaker endpoint, config, model and variant names: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}.
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpoint.html
+SAGEMAKER_NAME_MAX = 63
+_BASE_MAX = SAGEMAKER_NAME_MAX - 9  # room for "-<8 hex>" on model and config names
+# ProductionVariant.VolumeSizeInGB range (botocore sagemaker service model).
+VOLUME_GB_MIN, VOLUME_GB_MAX = 1, 512
+# Instance families with NVMe instance storage reject VolumeSizeInGB and KmsKeyId: a "d" in
+# the family (p4d, p4de, g4dn, m5d), and g5, g6 (g6e), p5 (p5e/p5en), trn1. Same rule as
+# sagemaker-python-sdk `volume_size_supported`; API_CreateEndpointConfig.html (KmsKeyId).
+_NVME_FAMILIES = ("g5", "g6", "p5", "trn1")
+_BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
+_ENV_VALUE_MAX = 1024  # bytes per key and per value (ContainerDefinition.Environment)
+
+
+def _bool(text: str, key: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    raise InputError(f"mdeploy:{key} = {text!r}: expected true or false")
+
+
+def _int(text: str, key: str, low: int, high: int) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise InputError(f"mdeploy:{key} = {text!r}: expected a whole number") from None
+    if not low <= value <= high:
+        raise InputError(f"mdeploy:{key} = {value}: allowed range is {low}–{high}")
+    return value
+
+
+def _list(text: str, key: str) -> tuple[str, ...]:
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError:
+            raise InputError(f"mdeploy:{key}: not a JSON list") from None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise InputError(f"mdeploy:{key}: expected a list of strings")
+        return tuple(i.strip() for i in items if i.strip())
+    return tuple(i.strip() for i in text.split(",") if i.strip())
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """The stack config keys of the module docstring, parsed and checked once."""
+
+    vpc_subnet_ids: tuple[str, ...] = ()
+    vpc_security_group_ids: tuple[str, ...] = ()
+    existing_repository_url: str | None = None
+    model_data_url: str | None = None
+    model_s3_prefix: str | None = None
+    kms_key_arn: str | None = None
+    enable_network_isolation: bool = False
+    rollback_alarm_names: tuple[str, ...] = ()
+    canary_percent: int = 10
+    bake_seconds: int = 600
+    invocations_per_instance_target: int = 30
+    scale_in_cooldown_s: int = 600
+    scale_out_cooldown_s: int = 300
+    log_retention_days: int = 30
+    volume_size_gb: int | None = None
+
+    @classmethod
+    def from_config(cls, get: Callable[[str], str | None]) -> AwsSettings:
+        """Build from a key → raw string lookup (`pulumi.Config("mdeploy").get`, a dict.get)."""
+
+        def raw(key: str) -> str | None:
+            value = get(key)
+            return None if value is None or str(value).strip() == "" else str(value)
+
+        def num(key: str, low: int, high: int, default: int) -> int:
+            text = raw(key)
+            return default if text is None else _int(text, key, low, high)
+
+        settings = cls(
+            vpc_subnet_ids=_list(raw("vpcSubnetIds") or "", "vpcSubnetIds"),
+            vpc_security_group_ids=_list(raw("vpcSecurityGroupIds") or "", "vpcSecurityGroupIds"),
+            existing_repository_url=raw("existingRepositoryUrl"),
+            model_data_url=raw("modelDataUrl"),
+            model_s3_prefix=raw("modelS3Prefix"),
+            kms_key_arn=raw("kmsKeyArn"),
+            enable_network_isolation=_bool(
+                raw("enableNetworkIsolation") or "", "enableNetworkIsolation"
+            ),
+            rollback_alarm_names=_list(raw("rollbackAlarmNames") or "", "rollbackAlarmNames"),
+            canary_percent=num("canaryPercent", 1, 50, 10),
+            bake_seconds=num("bakeSeconds", 0, 3600, 600),
+            invocations_per_instance_target=num("invocationsPerInstanceTarget", 1, 100_000, 30),
+            scale_in_cooldown_s=num("scaleInCooldownSeconds", 0, 86_400, 600),
+            scale_out_cooldown_s=num("scaleOutCooldownSeconds", 0, 86_400, 300),
+            log_retention_days=num("logRetentionDays", 1, 3653, 30),
+            volume_size_gb=num("volumeSizeGb", VOLUME_GB_MIN, VOLUME_GB_MAX, 0) or None,
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations SageMaker would reject later, naming the keys."""
+        if bool(self.vpc_subnet_ids) != bool(self.vpc_security_group_ids):
+            raise InputError(
+                "mdeploy:vpcSubnetIds and mdeploy:vpcSecurityGroupIds go together",
+                hint="set both (the model's ENIs need subnets and security groups) or neither",
+            )
+        if self.model_data_url and self.model_s3_prefix:
+            raise InputError("mdeploy:modelDataUrl and mdeploy:modelS3Prefix exclude each other")
+        for key, url in (
+            ("modelDataUrl", self.model_data_url),
+            ("modelS3Prefix", self.model_s3_prefix),
+        ):
+            if url and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", url):
+                raise InputError(f"mdeploy:{key} = {url!r}: expected s3://bucket/key")
+        if len(self.rollback_alarm_names) > 10:
+            raise InputError("mdeploy:rollbackAlarmNames: SageMaker accepts at most 10 alarms")
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """SageMaker names of one deployment; config and model names carry content hashes."""
+
+    base: str
+    endpoint: str
+    variant: str
+
+
+def _fit(text: str, limit: int = SAGEMAKER_NAME_MAX) -> str:
+    """`text` as a valid SageMaker name of at most `limit` characters; a cut name keeps a hash."""
+    clean = _BAD_NAME_CHARS.sub("-", text).strip("-") or "mdeploy"
+    if len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(clean.encode()).hexdigest()[:6]
+    return clean[: limit - 7].rstrip("-") + "-" + digest
+
+
+def resource_names(args: EndpointArgs) -> ResourceNames:
+    """The endpoint name (stable across updates) and the production variant name."""
+    base = args.name if args.env in ("", "default") else f"{args.name}-{args.env}"
+    base = _fit(base, _BASE_MAX)
+    return ResourceNames(base=base, endpoint=base, variant=variant_name(args.model_version))
+
+
+def hashed_name(base: str, *parts: object) -> str:
+    """`base-<8 hex>` where the hash covers `parts`: it changes exactly when they change."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{_fit(base, _BASE_MAX)}-{digest[:8]}"
+
+
+def variant_name(model_version: str) -> str:
+    """Production variant "v<version>", sanitised: "1.2" → "v1-2"."""
+    return _fit("v" + model_version)
+
+
+def repository_name(args: EndpointArgs) -> str:
+    """ECR repository for one deployment: `mdeploy/<name>` (lowercase, ECR-safe)."""
+    return "mdeploy/" + re.sub(r"[^a-z0-9-]+", "-", args.name.lower()).strip("-")
+
+
+def volume_size_supported(instance_type: str) -> bool:
+    """Whether VolumeSizeInGB (and an endpoint KmsKeyId) is allowed on `instance_type`."""
+    parts = instance_type.split(".")
+    if len(parts) == 3 and parts[0] == "ml":
+        parts = parts[1:]
+    if len(parts) != 2:
+        raise InputError(f"instance type {instance_type!r}: expected ml.<family>.<size>")
+    family = parts[0]
+    return "d" not in family and not family.startswith(_NVME_FAMILIES)
+
+
+def volume_size_gb(weights_gib: float) -> int | None:
+    """
+    EBS gigabytes per instance: two copies of the weights (download + staging) and 10 GB of
+    scratch, at least 30; None when the weights are unknown (SageMaker's default applies).
+    """
+    if weights_gib <= 0:
+        return None
+    gigabytes = math.ceil(weights_gib * 1.073741824 * 2 + 10)
+    if weights_gib * 1.073741824 > VOLUME_GB_MAX:
+        raise InputError(
+            f"{weights_gib:.0f} GiB of weights exceed SageMaker's {VOLUME_GB_MAX} GB volume",
+            hint="use an instance type with NVMe instance storage (g5, g6, p4d, p5)",
+        )
+    return max(30, min(VOLUME_GB_MAX, gigabytes))
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Where SageMaker copies weights from before start, and what the role may read there."""
+
+    url: str | None = None  # a model.tar.gz object (ModelDataUrl)
+    prefix: str | None = None  # an uncompressed prefix ending in "/" (ModelDataSource)
+
+    @property
+    def s3_uri(self) -> str | None:
+        return self.url or self.prefix
+
+
+def model_data(args: EndpointArgs, settings: AwsSettings) -> ModelData:
+    """Stack config wins; else an s3:// model source is mounted at /opt/ml/model."""
+    if settings.model_data_url:
+        return ModelData(url=settings.model_data_url)
+    prefix = settings.model_s3_prefix or (
+        args.model_source if (args.model_source or "").startswith("s3://") else None
+    )
+    if prefix:
+        return ModelData(prefix=prefix.rstrip("/") + "/")
+    return ModelData()
+
+
+def container_env(args: EndpointArgs) -> dict[str, str]:
+    """The plain (non-secret) variables the adapter reads; refuses values SageMaker rejects."""
+    env = {
+        "MDEPLOY_PLATFORM": "sagemaker",
+        "MDEPLOY_MODEL_ID": args.model_id,
+        "MDEPLOY_MODEL_SOURCE": args.model_source or "",
+        "MDEPLOY_MODEL_REVISION": args.model_revision,
+        "MDEPLOY_SERVED_MODEL_NAME": args.served_model_name,
+        "MDEPLOY_ENGINE_ARGS": json.dumps(list(args.engine_args)),
+    }
+    for key, value in env.items():
+        if len(value.encode()) > _ENV_VALUE_MAX:
+            raise InputError(
+                f"{key} is {len(value.encode())} bytes; SageMaker allows {_ENV_VALUE_MAX}",
+                hint="shorten serving.engine_args" if key == "MDEPLOY_ENGINE_ARGS" else None,
+            )
+    return env
+
+
+def partition_of(region: str) -> tuple[str, str]:
+    """(ARN partition, DNS suffix) of a region: aws-cn for cn-*, aws-us-gov for us-gov-*."""
+    if region.startswith("cn-"):
+        return "aws-cn", "amazonaws.com.cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov", "amazonaws.com"
+    return "aws", "amazonaws.com"
+
+
+def runtime_url(region: str, endpoint_name: str) -> str:
+    """The SigV4-authenticated invoke URL of an endpoint."""
+    suffix = partition_of(region)[1]
+    return f"https://runtime.sagemaker.{region}.{suffix}/endpoints/{endpoint_name}/invocations"
+
+
+def check_deployable(args: EndpointArgs, settings: AwsSettings, data: ModelData) -> None:
+    """Refuse settings that would only fail on AWS, minutes into an `up`."""
+    needs_network = [
+        what
+        for what, used in (
+            ("secrets from Secrets Manager", bool(args.secrets)),
+            ("weights from the Hugging Face Hub", not data.s3_uri),
+        )
+        if used
+    ]
+    if settings.enable_network_isolation and needs_network:
+        raise InputError(
+            "mdeploy:enableNetworkIsolation cuts the container off the network, but it needs "
+            + " and ".join(needs_network),
+            hint="put the weights on S3 (mdeploy:modelS3Prefix) and drop serving.secrets, "
+            "or leave network isolation off",
+        )
+    existing = settings.existing_repository_url
+    if existing:
+        host, _, path = existing.rstrip("/").partition("/")
+        parts = ecr_host_parts(host)
+        if parts is None or not path or re.search(r"[:@]", path):
+            raise InputError(
+                f"mdeploy:existingRepositoryUrl {existing!r} is not an ECR repository",
+                hint="<account>.dkr.ecr.<region>.amazonaws.com/<name>, without tag or digest",
+            )
+        if parts[1] != args.region:
+            raise InputError(
+                f"mdeploy:existingRepositoryUrl is in {parts[1]}, the endpoint in {args.region}",
+                hint="SageMaker pulls images only from ECR in the endpoint's own region",
+            )
+
+
+def repository_arn(url: str, region: str) -> str:
+    """The ARN of an ECR repository URL (what the execution role may pull from)."""
+    host, _, path = url.rstrip("/").partition("/")
+    account, _ = ecr_host_parts(host) or ("", "")
+    return f"arn:{partition_of(region)[0]}:ecr:{region}:{account}:repository/{path}"
+
+
+def aws_tags(labels: dict[str, str]) -> dict[str, str]:
+    """Labels as AWS tags; refuse what AWS would (length, reserved aws: prefix)."""
+    for key, value in labels.items():
+        if key.lower().startswith("aws:") or not 1 <= len(key) <= 128 or len(value) > 256:
+            raise InputError(
+                f"metadata.labels.{key}: not a valid AWS tag",
+                hint="keys 1–128 characters not starting with aws:, values up to 256",
+            )
+    return dict(labels)
+
+
+class AwsTarget(Target):
+    """Amazon SageMaker real-time endpoints, image in ECR, weights from S3 or the Hub."""
+
+    name: ClassVar[str] = "aws"
+    display_name: ClassVar[str] = "AWS SageMaker"
+    catalog_targets: ClassVar[tuple[str, ...]] = ("aws",)
+    pulumi_plugins: ClassVar[tuple[str, ...]] = ("aws",)
+    credentials_hint: ClassVar[str] = (
+        "run `aws configure` (or `aws sso login`), or set AWS_PROFILE, or "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )
+    supported_secret_refs: ClassVar[tuple[str, ...]] = ("aws-sm:", "env:", "file:")
+
+    def component(self, resource_name: str, args: EndpointArgs, opts: Any = None) -> Any:
+        from mdeploy.targets.aws.component import AwsEndpoint
+
+        return AwsEndpoint(resource_name, args, opts)
+
+    def registry_repository(self, args: EndpointArgs, stack_config: dict[str, str]) -> str:
+        existing = stack_config.get("mdeploy:existingRepositoryUrl")
+        if existing:
+            return existing.rstrip("/")
+        account = stack_config.get("mdeploy:awsAccountId") or _caller_account(args.region)
+        return repository_for(account, args.region, repository_name(args))
+
+    def check_credentials(self) -> tuple[bool, str]:
+        env = os.environ
+        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+            return True, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set"
+        if env.get("AWS_ACCESS_KEY_ID"):
+            return False, "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"
+        if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") and env.get("AWS_ROLE_ARN"):
+            return True, "web identity token (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN)"
+        for var in ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+            if env.get(var):
+                return True, f"container credentials ({var})"
+        return _profile_credentials(env)
+
+    def stack_config(self, args: EndpointArgs) -> dict[str, str]:
+        return {"aws:region": args.region}
+
+    def unsupported(self, spec: Deployment) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        for env_name, ref in spec.serving.secrets.items():
+            if not ref.startswith(self.supported_secret_refs):
+                problems[f"serving.secrets.{env_name}"] = (
+                    f"{ref.split(':', 1)[0]}: references cannot be read on SageMaker; "
+                    "use aws-sm:<secret ARN>, env:NAME or file:PATH"
+                )
+        source = spec.model.source or ""
+        if source.startswith(("gs://", "az://")):
+            problems["model.source"] = (
+                f"{source.split('://', 1)[0]}:// weights are not reachable from SageMaker; "
+                "copy them to S3 (`aws s3 sync`) and use s3://, or use hf://"
+            )
+        return problems
+
+    def ops(self, outputs: dict[str, Any]) -> Any:
+        from mdeploy.targets.aws.ops import AwsOps
+
+        return AwsOps.from_outputs(outputs)
+
+
+def _profile_credentials(env: os._Environ[str] | dict[str, str]) -> tuple[bool, str]:
+    """Look for the selected profile in the shared credentials and config files."""
+    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    home = Path.home() / ".aws"
+    files = {
+        "credentials": Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / "credentials"),
+        "config": Path(env.get("AWS_CONFIG_FILE") or home / "config"),
+    }
+    for kind, path in files.items():
+        section = profile if kind == "credentials" or profile == "default" else f"profile {profile}"
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path)
+        except (configparser.Error, OSError):
+            continue
+        if parser.has_section(section) and _usable(dict(parser.items(section))):
+            return True, f"profile {profile!r} in {path}"
+    if env.get("AWS_PROFILE"):
+        return False, f"AWS_PROFILE={profile!r} but no such profile with credentials in ~/.aws"
+    return False, "no AWS credentials in the environment or ~/.aws (credentials, config)"
+
+
+def _usable(section: dict[str, str]) -> bool:
+    keys = ("aws_access_key_id", "role_arn", "sso_session", "sso_start_url", "credential_process")
+    return any(section.get(k) for k in keys) or "web_identity_token_file" in section
+
+
+def _caller_account(region: str) -> str:
+    """The 12-digit account of the current credentials (STS GetCallerIdentity)."""
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    except ImportError:
+        raise PrerequisiteError(
+            "boto3 is needed to find the AWS account", hint="pip install 'mdeploy[aws]'"
+        ) from None
+    try:
+        return boto3.client("sts", region_name=region).get_caller_identity()["Account"]
+    except NoCredentialsError:
+        raise PrerequisiteError(
+            "no AWS credentials found", hint=AwsTarget.credentials_hint
+        ) from None
+    except (BotoCoreError, ClientError) as exc:
+        raise CloudError(
+            f"STS GetCallerIdentity failed: {exc}",
+            hint="or set the stack config mdeploy:awsAccountId / mdeploy:existingRepositoryUrl",
+        ) from None
+
+
+TARGET = AwsTarget()

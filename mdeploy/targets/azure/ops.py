@@ -1,0 +1,558 @@
+"""
+Day-2 operations on an Azure ML managed online endpoint: status, traffic, invoke.
+
+Plain HTTPS against Azure Resource Manager (ARM) and the endpoint's scoring URI, with an
+azure-identity credential for the ARM token: azure-ai-ml is not a dependency (it pins an
+OpenTelemetry that conflicts with Pulumi's). The routes, all under the endpoint's ARM id
+`/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/
+workspaces/{ws}/onlineEndpoints/{name}` with `api-version` API_VERSION:
+
+- `GET` the endpoint, `GET …/deployments` (paged by `nextLink`);
+- `PUT` the endpoint to change `properties.traffic`: the `PATCH` body
+  (PartialMinimalTrackedResourceWithIdentity) carries only tags and identity, so traffic is
+  changed the way `az ml online-endpoint update` does it, GET → edit → PUT, then the
+  `Azure-AsyncOperation` URL is polled until a terminal status;
+- `POST …/listKeys` (key auth) or `POST …/token` (aml_token); an Entra token for
+  `https://ml.azure.com/.default` (aad_token) comes from the credential itself.
+
+Scoring: `POST <scoring_uri>` with `Authorization: Bearer <key|token>`; the header
+`azureml-model-deployment: <name>` pins one deployment and bypasses the traffic split.
+
+Keys and tokens are secrets: they are kept only for the call that needs them, never logged,
+never put in an error message or a repr. `MDEPLOY_AZURE_ARM_URL` replaces the ARM base URL
+(tests point it at a fake on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mdeploy.errors import CloudError, InputError, PrerequisiteError
+
+__all__ = [
+    "AAD_SCORING_SCOPE",
+    "API_VERSION",
+    "ARM_SCOPE",
+    "ARM_URL_ENV",
+    "AzureOps",
+    "DeploymentStatus",
+    "EndpointRef",
+    "EndpointStatus",
+    "masked",
+    "validate_traffic",
+]
+
+# GA Microsoft.MachineLearningServices version (REST reference "Online Endpoints"); the
+# Pulumi provider itself uses 2025-12-01, both accept the same endpoint body.
+API_VERSION = "2024-04-01"
+ARM_URL_ENV = "MDEPLOY_AZURE_ARM_URL"
+DEFAULT_ARM_URL = "https://management.azure.com"
+ARM_SCOPE = "https://management.azure.com/.default"
+AAD_SCORING_SCOPE = "https://ml.azure.com/.default"
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+CONFLICT_RETRIES = 12  # PUTs refused with 409 while the endpoint finishes another operation
+_TERMINAL = ("succeeded", "failed", "canceled", "cancelled")
+_READ_ONLY = ("provisioningState", "scoringUri", "swaggerUri")
+_ARM_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+    r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)/onlineEndpoints/(?P<ep>[^/]+)$",
+    re.IGNORECASE,
+)
+_CREDENTIALS_HINT = "run `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
+_SCORING_HINTS = {
+    401: "the key or token was refused: keys may have been rotated, or the caller lacks "
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action (aad_token)",
+    403: "the caller lacks the score/action permission on the endpoint, or public network "
+    "access is disabled and this machine is outside the workspace's private network",
+    404: "no such route or deployment: check the deployment name (`mdeploy status`)",
+    408: "the request outlived request_timeout_ms (mdeploy:requestTimeoutMs, at most 180000)",
+    424: "the container answered with an error: read the deployment logs in Azure ML studio",
+    429: "too many requests: raise mdeploy:maxConcurrentRequestsPerInstance or add instances",
+    502: "the container is not serving: is the deployment healthy? (`mdeploy status`)",
+    503: "no healthy instance, or traffic is 0 for every deployment (`mdeploy status`)",
+    504: "the container did not answer in time (mdeploy:requestTimeoutMs, at most 180000)",
+}
+
+
+def masked(secret: str | None) -> str:
+    """Stand-in for a secret in anything a person may read: its length, never its content."""
+    return "<none>" if not secret else f"<hidden, {len(secret)} chars>"
+
+
+@dataclass(frozen=True)
+class EndpointRef:
+    """Where an online endpoint lives in ARM."""
+
+    subscription_id: str
+    resource_group: str
+    workspace: str
+    endpoint: str
+
+    @classmethod
+    def from_id(cls, arm_id: str) -> EndpointRef:
+        """Parse an endpoint's ARM resource id."""
+        match = _ARM_ID.match(arm_id.strip().rstrip("/"))
+        if not match:
+            raise InputError(
+                f"not an Azure ML online endpoint id: {arm_id!r}",
+                hint="expected /subscriptions/<sub>/resourceGroups/<rg>/providers/"
+                "Microsoft.MachineLearningServices/workspaces/<ws>/onlineEndpoints/<name>",
+            )
+        return cls(match["sub"], match["rg"], match["ws"], match["ep"])
+
+    @property
+    def path(self) -> str:
+        """The ARM path of the endpoint (no host, no api-version)."""
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}"
+            f"/onlineEndpoints/{self.endpoint}"
+        )
+
+
+def validate_traffic(traffic: Mapping[str, int]) -> dict[str, int]:
+    """
+    Check a traffic map before it reaches Azure: whole percentages summing to 0 or 100.
+
+    >>> validate_traffic({"v1": 90, "v2": 10})
+    {'v1': 90, 'v2': 10}
+    """
+    out: dict[str, int] = {}
+    for name, pct in traffic.items():
+        if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
+            raise InputError(f"traffic for {name!r} must be a whole percentage 0-100, got {pct!r}")
+        out[str(name)] = pct
+    total = sum(out.values())
+    if total not in (0, 100):
+        raise InputError(
+            f"traffic percentages sum to {total}; Azure ML requires 0 or 100",
+            hint="e.g. {'v1': 90, 'v2': 10}",
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """One deployment under the endpoint, with its share of the live traffic."""
+
+    name: str
+    provisioning_state: str | None
+    instance_type: str | None
+    instance_count: int | None  # sku.capacity: Azure's instance_count
+    traffic: int
+    environment: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    """The endpoint's provisioning state, auth, traffic split and deployments."""
+
+    name: str
+    workspace: str
+    provisioning_state: str | None
+    auth_mode: str | None
+    public_network_access: str | None
+    scoring_uri: str | None
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+    deployments: tuple[DeploymentStatus, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["deployments"] = [d.to_json() for d in self.deployments]
+        return out
+
+
+class AzureOps:
+    """
+    Status, traffic and invoke for one endpoint.
+
+    `credential` is any azure-identity credential (default: DefaultAzureCredential, created on
+    first use); `scoring_uri` and `auth_mode` save a GET when the stack outputs carry them.
+    """
+
+    def __init__(
+        self,
+        ref: EndpointRef,
+        *,
+        credential: Any = None,
+        arm_url: str | None = None,
+        scoring_uri: str | None = None,
+        auth_mode: str | None = None,
+        timeout_s: float = 60.0,
+        poll_interval_s: float = 5.0,
+        wait_timeout_s: float = 1800.0,
+    ) -> None:
+        self.ref = ref
+        self.arm_url = (arm_url or os.environ.get(ARM_URL_ENV) or DEFAULT_ARM_URL).rstrip("/")
+        self.scoring_uri = scoring_uri
+        self.auth_mode = auth_mode
+        self.timeout_s = timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.wait_timeout_s = wait_timeout_s
+        self._credential = credential
+
+    def __repr__(self) -> str:
+        return f"AzureOps(endpoint={self.ref.endpoint!r}, workspace={self.ref.workspace!r})"
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any], **kwargs: Any) -> AzureOps:
+        """Build from a stack's outputs (those AzureEndpoint registers)."""
+        if outputs.get("endpoint_id"):
+            ref = EndpointRef.from_id(str(outputs["endpoint_id"]))
+        else:
+            keys = ("subscription_id", "resource_group_name", "workspace_name", "endpoint_name")
+            missing = [k for k in keys if not outputs.get(k)]
+            if missing:
+                raise InputError(
+                    f"stack outputs lack {', '.join(missing)} for the Azure endpoint",
+                    hint="run `mdeploy up` first, or check the stack name",
+                )
+            ref = EndpointRef(*(str(outputs[k]) for k in keys))
+        return cls(
+            ref,
+            scoring_uri=outputs.get("endpoint_url") or None,
+            auth_mode=outputs.get("auth_mode") or None,
+            **kwargs,
+        )
+
+    # ---- status ---------------------------------------------------------------------------
+
+    def endpoint(self) -> dict[str, Any]:
+        """The endpoint resource as ARM returns it."""
+        return self._arm("GET", self.ref.path, what=f"endpoint {self.ref.endpoint}")
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every deployment under the endpoint, following `nextLink` pages."""
+        url: str | None = self._url(f"{self.ref.path}/deployments")
+        found: list[dict[str, Any]] = []
+        while url:
+            page = self._arm("GET", url, what=f"deployments of {self.ref.endpoint}")
+            found.extend(page.get("value") or [])
+            url = page.get("nextLink")
+        return found
+
+    def traffic(self) -> dict[str, int]:
+        """The live traffic split of the endpoint."""
+        return dict((self.endpoint().get("properties") or {}).get("traffic") or {})
+
+    def status(self) -> EndpointStatus:
+        """Provisioning state, auth, traffic and per-deployment instance counts."""
+        ep = self.endpoint()
+        props = ep.get("properties") or {}
+        traffic = {str(k): int(v) for k, v in (props.get("traffic") or {}).items()}
+        return EndpointStatus(
+            name=ep.get("name", self.ref.endpoint),
+            workspace=self.ref.workspace,
+            provisioning_state=props.get("provisioningState"),
+            auth_mode=props.get("authMode"),
+            public_network_access=props.get("publicNetworkAccess"),
+            scoring_uri=props.get("scoringUri"),
+            traffic=traffic,
+            mirror_traffic=dict(props.get("mirrorTraffic") or {}),
+            deployments=tuple(_deployment_status(d, traffic) for d in self.deployments()),
+        )
+
+    # ---- traffic --------------------------------------------------------------------------
+
+    def set_traffic(self, traffic: Mapping[str, int], *, wait: bool = True) -> EndpointStatus:
+        """
+        Route traffic between deployments, e.g. {"v1": 90, "v2": 10}; {} sends none anywhere.
+
+        Validated here (sum 0 or 100, deployments exist) so Azure never sees a bad split.
+        """
+        wanted = validate_traffic(traffic)
+        names = {d.get("name") for d in self.deployments()}
+        unknown = sorted(n for n in wanted if n not in names)
+        if unknown:
+            raise InputError(
+                f"no deployment named {', '.join(unknown)} under endpoint {self.ref.endpoint}",
+                hint=f"deployments: {', '.join(sorted(n for n in names if n)) or 'none'}",
+            )
+        body = _put_body(self.endpoint(), wanted)
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                reply, headers = self._arm_full(
+                    "PUT", self.ref.path, body=body, what=f"traffic of {self.ref.endpoint}"
+                )
+                break
+            except CloudError as exc:  # 409: the endpoint is still busy with another operation
+                if "HTTP 409" not in exc.message or attempt == CONFLICT_RETRIES:
+                    raise
+                time.sleep(self.poll_interval_s)
+        if wait:
+            self._wait(headers.get("azure-asyncoperation"), reply)
+        return self.status()
+
+    # ---- invoke ---------------------------------------------------------------------------
+
+    def invoke(
+        self,
+        body: bytes | str | Mapping[str, Any],
+        *,
+        deployment: str | None = None,
+        stream: bool = False,
+    ) -> bytes | Iterator[bytes]:
+        """
+        POST one JSON request to the scoring URI and return the reply body.
+
+        With `stream=True` returns an iterator over the body's chunks as they arrive (vLLM's
+        SSE `data:` lines). `deployment` pins one deployment, bypassing the traffic split.
+        """
+        uri, mode = self._scoring_target()
+        headers = {
+            "Authorization": f"Bearer {self._scoring_token(mode)}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        if deployment:
+            headers[DEPLOYMENT_HEADER] = deployment
+        request = urllib.request.Request(uri, data=_encode(body), headers=headers, method="POST")
+        reply = self._open_scoring(request, deployment)
+        if stream:
+            return _chunks(reply)
+        with reply:
+            return reply.read()
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _scoring_target(self) -> tuple[str, str]:
+        if self.scoring_uri and self.auth_mode:
+            return self.scoring_uri, self.auth_mode
+        props = self.endpoint().get("properties") or {}
+        uri = self.scoring_uri or props.get("scoringUri")
+        if not uri:
+            raise CloudError(
+                f"endpoint {self.ref.endpoint} has no scoring URI yet",
+                hint="wait for provisioning to finish (`mdeploy status`)",
+            )
+        self.scoring_uri, self.auth_mode = uri, self.auth_mode or props.get("authMode") or "Key"
+        return self.scoring_uri, self.auth_mode
+
+    def _scoring_token(self, mode: str) -> str:
+        """The bearer secret for the endpoint's auth mode; never stored, never printed."""
+        low = mode.lower().replace("_", "")
+        if low == "key":
+            keys = self._arm("POST", f"{self.ref.path}/listKeys", body={}, what="endpoint keys")
+            value = keys.get("primaryKey") or keys.get("secondaryKey")
+        elif low == "amltoken":
+            token = self._arm("POST", f"{self.ref.path}/token", body={}, what="endpoint token")
+            value = token.get("accessToken")
+        else:
+            value = self._token(AAD_SCORING_SCOPE)
+        if not value:
+            raise CloudError(f"endpoint {self.ref.endpoint} returned no {mode} credential")
+        return str(value)
+
+    def _open_scoring(self, request: urllib.request.Request, deployment: str | None) -> Any:
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout_s)
+        except urllib.error.HTTPError as exc:
+            detail = _error_text(exc)
+            pinned = f" (deployment {deployment})" if deployment else ""
+            raise CloudError(
+                f"scoring request to {self.ref.endpoint}{pinned} failed: HTTP {exc.code}"
+                + (f": {detail}" if detail else ""),
+                hint=_SCORING_HINTS.get(exc.code),
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise CloudError(
+                f"cannot reach the scoring URI of {self.ref.endpoint}: {_reason(exc)}",
+                hint="with public network access disabled, call from inside the workspace's "
+                "private network",
+            ) from None
+
+    def _wait(self, operation_url: str | None, reply: Mapping[str, Any]) -> None:
+        """Poll the Azure-AsyncOperation URL (else the endpoint) until a terminal state."""
+        deadline = time.monotonic() + self.wait_timeout_s
+        state = (reply.get("properties") or {}).get("provisioningState")
+        while True:
+            if operation_url:
+                state = self._arm("GET", operation_url, what="async operation").get("status")
+            if state is None or str(state).lower() in _TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                raise CloudError(
+                    f"endpoint {self.ref.endpoint} still {state} after {self.wait_timeout_s:.0f} s",
+                    hint="check `mdeploy status`; the operation may still finish",
+                )
+            time.sleep(self.poll_interval_s)
+            if not operation_url:
+                state = (self.endpoint().get("properties") or {}).get("provisioningState")
+        if state is not None and str(state).lower() != "succeeded":
+            raise CloudError(
+                f"update of endpoint {self.ref.endpoint} ended {state}",
+                hint="see the endpoint's activity log in the Azure portal",
+            )
+
+    def _token(self, scope: str) -> str:
+        try:
+            from azure.core.exceptions import ClientAuthenticationError
+        except ImportError:
+            raise PrerequisiteError(
+                "azure-identity is needed for Azure day-2 operations",
+                hint="pip install 'mdeploy[azure]'",
+            ) from None
+        try:
+            return str(self._get_credential().get_token(scope).token)
+        except ClientAuthenticationError as exc:
+            first = str(getattr(exc, "message", None) or exc).splitlines()[0][:300]
+            raise PrerequisiteError(
+                f"no usable Azure credentials: {first}", hint=_CREDENTIALS_HINT
+            ) from None
+
+    def _get_credential(self) -> Any:
+        if self._credential is None:
+            self._credential = _default_credential()
+        return self._credential
+
+    def _url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return f"{self.arm_url}{path_or_url}?api-version={API_VERSION}"
+
+    def _arm(self, method: str, path: str, *, body: Any = None, what: str) -> dict[str, Any]:
+        return self._arm_full(method, path, body=body, what=what)[0]
+
+    def _arm_full(
+        self, method: str, path: str, *, body: Any = None, what: str
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """One ARM call: bearer token, JSON both ways, errors mapped to CloudError."""
+        headers = {
+            "Authorization": f"Bearer {self._token(ARM_SCOPE)}",
+            "Accept": "application/json",
+        }
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self._url(path), data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
+                raw = reply.read()
+                got = {k.lower(): v for k, v in reply.headers.items()}
+        except urllib.error.HTTPError as exc:
+            raise _arm_error(exc, method, what) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise CloudError(
+                f"cannot reach Azure Resource Manager ({what}): {_reason(exc)}"
+            ) from None
+        try:
+            parsed = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise CloudError(f"Azure Resource Manager returned invalid JSON for {what}") from None
+        return (parsed if isinstance(parsed, dict) else {}), got
+
+
+def _default_credential() -> Any:
+    """DefaultAzureCredential, or a client-secret one from Pulumi's ARM_* variables."""
+    try:
+        from azure.identity import ClientSecretCredential, DefaultAzureCredential
+    except ImportError:
+        raise PrerequisiteError(
+            "azure-identity is needed for Azure day-2 operations",
+            hint="pip install 'mdeploy[azure]'",
+        ) from None
+    env = os.environ
+    arm = ("ARM_TENANT_ID", "ARM_CLIENT_ID", "ARM_CLIENT_SECRET")
+    if not env.get("AZURE_CLIENT_ID") and all(env.get(k) for k in arm):
+        return ClientSecretCredential(*(env[k] for k in arm))
+    return DefaultAzureCredential()
+
+
+def _put_body(endpoint: Mapping[str, Any], traffic: dict[str, int]) -> dict[str, Any]:
+    """The endpoint as a PUT body with a new traffic map and no read-only fields."""
+    props = {k: v for k, v in (endpoint.get("properties") or {}).items() if k not in _READ_ONLY}
+    props["traffic"] = traffic
+    if props.get("mirrorTraffic"):  # Azure refuses to mirror to a deployment with live traffic
+        props["mirrorTraffic"] = {
+            k: v for k, v in props["mirrorTraffic"].items() if not traffic.get(k)
+        }
+    body: dict[str, Any] = {"location": endpoint.get("location"), "properties": props}
+    for key in ("tags", "kind", "sku"):
+        if endpoint.get(key):
+            body[key] = endpoint[key]
+    identity = endpoint.get("identity") or {}
+    if identity.get("type"):
+        body["identity"] = {"type": identity["type"]}
+        if identity.get("userAssignedIdentities"):
+            body["identity"]["userAssignedIdentities"] = {
+                k: {} for k in identity["userAssignedIdentities"]
+            }
+    return body
+
+
+def _deployment_status(dep: Mapping[str, Any], traffic: Mapping[str, int]) -> DeploymentStatus:
+    props = dep.get("properties") or {}
+    name = str(dep.get("name"))
+    return DeploymentStatus(
+        name=name,
+        provisioning_state=props.get("provisioningState"),
+        instance_type=props.get("instanceType"),
+        instance_count=(dep.get("sku") or {}).get("capacity"),
+        traffic=int(traffic.get(name, 0)),
+        environment=props.get("environmentId"),
+    )
+
+
+def _chunks(reply: Any) -> Iterator[bytes]:
+    """The reply body line by line as it arrives; closes the connection when done."""
+    with reply:
+        yield from reply
+
+
+def _encode(body: bytes | str | Mapping[str, Any]) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+
+def _arm_error(exc: urllib.error.HTTPError, method: str, what: str) -> CloudError:
+    code, message = _arm_error_parts(exc)
+    hints = {
+        401: _CREDENTIALS_HINT,
+        403: "the identity needs Contributor or AzureML Data Scientist on the workspace",
+        404: "not found: was `mdeploy up` run in this subscription, and is the stack right?",
+        409: "another operation is running on the endpoint; retry when it finishes",
+    }
+    detail = f" {code}: {message}" if code or message else ""
+    return CloudError(
+        f"Azure Resource Manager {method} ({what}) failed: HTTP {exc.code}{detail}",
+        hint=hints.get(exc.code),
+    )
+
+
+def _arm_error_parts(exc: urllib.error.HTTPError) -> tuple[str, str]:
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except (ValueError, OSError):
+        return "", ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    return str(error.get("code") or ""), str(error.get("message") or "")[:500]
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        text = exc.read(2000).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    return " ".join(text.split())[:300]
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason if reason is not None else exc)

@@ -1,0 +1,356 @@
+"""
+The Google Vertex AI target: names, labels, stack settings and the `Target` glue. Offline only.
+
+Everything here is plain Python (no pulumi, no google SDK at import time), so
+`get_target("gcp")` costs nothing and the naming rules can be checked without a cloud. The
+Pulumi resources live in `component.py`, the model upload/deploy in `vertex_model.py`, the
+day-2 REST calls in `ops.py`; each is imported lazily by the methods here.
+
+Auth: Vertex AI endpoints always authenticate callers with Google IAM (an OAuth access token
+of a principal holding `aiplatform.endpoints.predict`). `serving.auth: key` and `iam` are both
+served that way; `none` cannot be honoured.
+
+Stack config (`pulumi config set mdeploy:<key>`), every key optional:
+
+=====================  ============================================================
+project                GCP project id (else `gcp:project`, GOOGLE_CLOUD_PROJECT, gcloud)
+existingRepository     Artifact Registry repository id (same region) to pull from
+network                VPC for a private endpoint (VPC peering / private services
+                       access): projects/<project NUMBER>/global/networks/<name>
+dedicatedEndpoint      true | false: dedicated DNS (needed for streamRawPredict)
+serviceAccountEmail    run the container as this existing service account
+kmsKeyName             CMEK for the repository, the endpoint and the model
+acceleratorDutyCycle   autoscaling target on GPU duty cycle, 1–100 (Vertex default 60)
+repositoryKeepVersions keep this many image versions, delete older ones after 30 days
+=====================  ============================================================
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mdeploy.errors import InputError
+from mdeploy.targets.base import EndpointArgs, Target
+
+if TYPE_CHECKING:
+    from mdeploy.spec.models import Deployment
+
+__all__ = [
+    "TARGET",
+    "GcpSettings",
+    "GcpTarget",
+    "accelerator_type",
+    "endpoint_id",
+    "gcp_labels",
+    "image_name",
+    "project_from_env",
+    "repository_id",
+    "secret_id",
+    "service_account_id",
+]
+
+# Service account ids: 6–30 chars, [a-z][-a-z0-9]*[a-z0-9] (iam.serviceAccounts.create).
+SA_ID_MAX = 30
+# Artifact Registry repository ids and GCP label keys/values: at most 63 characters.
+NAME_MAX = 63
+LABELS_MAX = 64
+# The planner's GPU names → Vertex AcceleratorType (aiplatform_v1 AcceleratorType enum); used
+# only when the catalog offer does not carry `extra["accelerator_type"]` itself.
+_ACCELERATORS = {
+    "T4": "NVIDIA_TESLA_T4",
+    "V100": "NVIDIA_TESLA_V100",
+    "P100": "NVIDIA_TESLA_P100",
+    "A100": "NVIDIA_TESLA_A100",
+    "A100-40GB": "NVIDIA_TESLA_A100",
+    "A100-80GB": "NVIDIA_A100_80GB",
+    "L4": "NVIDIA_L4",
+    "H100": "NVIDIA_H100_80GB",
+    "H100-MEGA": "NVIDIA_H100_MEGA_80GB",
+    "H200": "NVIDIA_H200_141GB",
+    "B200": "NVIDIA_B200",
+}
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
+_ID_BAD = re.compile(r"[^a-z0-9-]+")
+_NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SUPPORTED_REFS = ("env:", "file:", "gcp-sm:")
+
+
+def _truthy(text: str, key: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    raise InputError(f"mdeploy:{key} = {text!r}: expected true or false")
+
+
+def _int(text: str, key: str, low: int, high: int) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise InputError(f"mdeploy:{key} = {text!r}: expected a whole number") from None
+    if not low <= value <= high:
+        raise InputError(f"mdeploy:{key} = {value}: allowed range is {low}–{high}")
+    return value
+
+
+@dataclass(frozen=True)
+class GcpSettings:
+    """The stack config keys of the module docstring, parsed and checked once."""
+
+    project: str | None = None
+    existing_repository: str | None = None
+    network: str | None = None
+    dedicated_endpoint: bool = False
+    service_account_email: str | None = None
+    kms_key_name: str | None = None
+    accelerator_duty_cycle: int | None = None
+    repository_keep_versions: int | None = None
+
+    @classmethod
+    def from_config(cls, get: Callable[[str], str | None]) -> GcpSettings:
+        """Build from a key → raw string lookup (`pulumi.Config("mdeploy").get`, a dict.get)."""
+
+        def raw(key: str) -> str | None:
+            value = get(key)
+            return None if value is None or str(value).strip() == "" else str(value).strip()
+
+        duty, keep = raw("acceleratorDutyCycle"), raw("repositoryKeepVersions")
+        settings = cls(
+            project=raw("project"),
+            existing_repository=raw("existingRepository"),
+            network=raw("network"),
+            dedicated_endpoint=_truthy(raw("dedicatedEndpoint") or "", "dedicatedEndpoint"),
+            service_account_email=raw("serviceAccountEmail"),
+            kms_key_name=raw("kmsKeyName"),
+            accelerator_duty_cycle=_int(duty, "acceleratorDutyCycle", 1, 100) if duty else None,
+            repository_keep_versions=_int(keep, "repositoryKeepVersions", 1, 1000)
+            if keep
+            else None,
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations Vertex would reject after minutes of provisioning."""
+        if self.network and self.dedicated_endpoint:
+            raise InputError(
+                "mdeploy:network and mdeploy:dedicatedEndpoint exclude each other",
+                hint="a VPC-peered endpoint is private already; drop one of the two keys",
+            )
+        if self.network and not _NETWORK.match(self.network):
+            raise InputError(
+                f"mdeploy:network = {self.network!r}: expected "
+                "projects/<project number>/global/networks/<name>",
+                hint="Vertex wants the project NUMBER here (gcloud projects describe <id>)",
+            )
+        email = self.service_account_email
+        if email and not re.fullmatch(r"[^@\s]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com", email):
+            raise InputError(
+                f"mdeploy:serviceAccountEmail = {email!r}: not a service account email"
+            )
+
+
+def _fit(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters; a cut name ends in a hash so it stays unique."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return text[: limit - 7].rstrip("-_") + "-" + digest
+
+
+def _slug(text: str) -> str:
+    return _ID_BAD.sub("-", text.lower()).strip("-")
+
+
+def repository_id(args: EndpointArgs) -> str:
+    """Artifact Registry repository created for one deployment and environment."""
+    return _fit(_slug(f"mdeploy-{args.name}-{args.env}"), NAME_MAX)
+
+
+def service_account_id(args: EndpointArgs) -> str:
+    """Runtime service account id: `md-<name>-<env>`, hashed down to 30 characters."""
+    return _fit(_slug(f"md-{args.name}-{args.env}"), SA_ID_MAX)
+
+
+def secret_id(args: EndpointArgs, env_name: str) -> str:
+    """Secret Manager id for a value mdeploy uploads (env: and file: references)."""
+    return _fit(_slug(f"mdeploy-{args.name}-{args.env}-{env_name.replace('_', '-')}"), 255)
+
+
+def endpoint_id(*parts: object) -> str:
+    """
+    A numeric Vertex endpoint id (10 digits, no leading zero) derived from `parts`.
+
+    Vertex requires the caller to choose it. Deriving it from everything that forces a new
+    endpoint (project, region, name, env, network, dedicated DNS, CMEK) makes a replacement
+    get a fresh id, so Pulumi can create the new endpoint before deleting the old one.
+    """
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+    return str(1_000_000_000 + int(digest, 16) % 9_000_000_000)
+
+
+def image_name(image: str) -> str:
+    """Last path component of an image reference, without tag or digest."""
+    path = image.partition("@")[0]
+    last = path.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def gcp_labels(labels: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """
+    Labels rewritten to GCP rules: lowercase [a-z0-9_-], at most 63 characters, keys start
+    with a letter, at most 64 labels. `extra` (underscores become dashes) wins on clashes.
+    """
+    merged = {**labels, **{k.replace("_", "-"): v for k, v in extra.items()}}
+    out: dict[str, str] = {}
+    for key, value in merged.items():
+        k = _LABEL_BAD.sub("-", key.lower()).strip("-_")
+        if not k or not k[0].isalpha():
+            k = "l-" + k
+        out[_fit(k, NAME_MAX)] = _fit(_LABEL_BAD.sub("-", str(value).lower()), NAME_MAX)
+    return dict(list(out.items())[:LABELS_MAX])
+
+
+def accelerator_type(args: EndpointArgs) -> str:
+    """The Vertex AcceleratorType for the offer: the catalog's value, else from the GPU name."""
+    explicit = args.extra.get("accelerator_type")
+    if explicit:
+        return str(explicit)
+    try:
+        return _ACCELERATORS[args.gpu.upper()]
+    except KeyError:
+        raise InputError(
+            f"no Vertex accelerator type known for GPU {args.gpu!r}",
+            hint="add accelerator_type to the catalog offer (e.g. NVIDIA_L4)",
+        ) from None
+
+
+def _gcloud_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud")
+
+
+def _gcloud_project(env: Mapping[str, str]) -> str | None:
+    """The `core/project` of gcloud's active configuration, read from its files."""
+    base = _gcloud_dir(env)
+    try:
+        active = (base / "active_config").read_text().strip() or "default"
+    except OSError:
+        active = "default"
+    active = env.get("CLOUDSDK_ACTIVE_CONFIG_NAME") or active
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(base / "configurations" / f"config_{active}")
+    except (configparser.Error, OSError):
+        return None
+    return parser.get("core", "project", fallback=None) or None
+
+
+def project_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """The project the environment points at: GOOGLE_CLOUD_PROJECT, CLOUDSDK_*, gcloud."""
+    env = os.environ if env is None else env
+    for var in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "GCLOUD_PROJECT"):
+        if env.get(var):
+            return env[var]
+    return _gcloud_project(env)
+
+
+def _adc_source(env: Mapping[str, str]) -> tuple[bool, str]:
+    """Where Application Default Credentials would come from, looking at files only."""
+    path = env.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if path:
+        if Path(path).is_file():
+            return True, f"GOOGLE_APPLICATION_CREDENTIALS ({path})"
+        return False, f"GOOGLE_APPLICATION_CREDENTIALS points to {path}, which is not a file"
+    adc = _gcloud_dir(env) / "application_default_credentials.json"
+    if adc.is_file():
+        return True, f"gcloud application default credentials ({adc})"
+    if env.get("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"):
+        return False, "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE serves gcloud only, not client libraries"
+    return False, "no Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud)"
+
+
+class GcpTarget(Target):
+    """Google Vertex AI online prediction: custom container, image in Artifact Registry."""
+
+    name: ClassVar[str] = "gcp"
+    display_name: ClassVar[str] = "Google Vertex AI"
+    catalog_targets: ClassVar[tuple[str, ...]] = ("gcp",)
+    pulumi_plugins: ClassVar[tuple[str, ...]] = ("gcp",)
+    credentials_hint: ClassVar[str] = (
+        "run `gcloud auth application-default login` and set GOOGLE_CLOUD_PROJECT, or set "
+        "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
+    )
+    supported_secret_refs: ClassVar[tuple[str, ...]] = _SUPPORTED_REFS
+
+    def component(self, resource_name: str, args: EndpointArgs, opts: Any = None) -> Any:
+        from mdeploy.targets.gcp.component import GcpEndpoint
+
+        return GcpEndpoint(resource_name, args, opts)
+
+    def registry_repository(self, args: EndpointArgs, stack_config: dict[str, str]) -> str:
+        from mdeploy.targets.gcp.registry import repository_for
+
+        project = (
+            stack_config.get("mdeploy:project")
+            or stack_config.get("gcp:project")
+            or project_from_env()
+        )
+        if not project:
+            raise InputError(
+                "the GCP project is unknown", hint="set GOOGLE_CLOUD_PROJECT or mdeploy:project"
+            )
+        repo = stack_config.get("mdeploy:existingRepository") or repository_id(args)
+        return repository_for(project, args.region, repo, image_name(args.image))
+
+    def check_credentials(self) -> tuple[bool, str]:
+        ok, source = _adc_source(os.environ)
+        if not ok:
+            return False, source
+        project = project_from_env()
+        if not project:
+            return False, f"credentials from {source}, but no project: set GOOGLE_CLOUD_PROJECT"
+        return True, f"credentials from {source}; project {project}"
+
+    def stack_config(self, args: EndpointArgs) -> dict[str, str]:
+        config = {"gcp:region": args.region}
+        project = project_from_env()
+        if project:
+            config["gcp:project"] = project
+        return config
+
+    def unsupported(self, spec: Deployment) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        if spec.serving.auth == "none":
+            problems["serving.auth"] = (
+                "Vertex AI endpoints always require a Google OAuth token; use auth: iam, "
+                "or put a public gateway in front of the endpoint"
+            )
+        for env_name, ref in spec.serving.secrets.items():
+            if not ref.startswith(_SUPPORTED_REFS):
+                problems[f"serving.secrets.{env_name}"] = (
+                    f"{ref.split(':', 1)[0]}: references cannot be read on Vertex AI; "
+                    "use gcp-sm:<secret>, env:NAME or file:PATH"
+                )
+        source = spec.model.source or ""
+        if source.startswith(("s3://", "az://")):
+            problems["model.source"] = (
+                f"{source.split('://', 1)[0]}:// weights are not reachable from Vertex AI; "
+                "copy them to Cloud Storage (`gcloud storage cp -r`) and use gs://, or use hf://"
+            )
+        return problems
+
+    def ops(self, outputs: dict[str, Any]) -> Any:
+        from mdeploy.targets.gcp.ops import GcpOps
+
+        return GcpOps.from_outputs(outputs)
+
+
+TARGET = GcpTarget()

@@ -1,0 +1,135 @@
+"""
+The Kubernetes target: CoreWeave (catalog offers) or any GPU cluster in your kubeconfig.
+
+Light module: no Pulumi or Kubernetes client at import. `component()` imports the Pulumi
+component lazily; `check_credentials()` reads kubeconfig files only (no API call).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import yaml
+
+from mdeploy.targets.base import EndpointArgs, Target
+
+if TYPE_CHECKING:
+    from mdeploy.spec.models import Deployment
+
+__all__ = [
+    "TARGET",
+    "KubernetesTarget",
+    "check_context",
+    "kube_contexts",
+    "kubeconfig_paths",
+    "repository_of",
+]
+
+_CLOUD_REFS = ("aws-sm:", "azure-kv:", "gcp-sm:")
+
+
+def repository_of(image: str) -> str:
+    """
+    An image reference without its tag or digest.
+
+    >>> repository_of("localhost:5000/mdeploy/vllm:v1")
+    'localhost:5000/mdeploy/vllm'
+    """
+    base = image.split("@", 1)[0]
+    head, _, last = base.rpartition("/")
+    name = last.split(":", 1)[0]
+    return f"{head}/{name}" if head else name
+
+
+def kubeconfig_paths(environ: dict[str, str] | None = None) -> list[Path]:
+    """The kubeconfig files kubectl would read: $KUBECONFIG (path list) or ~/.kube/config."""
+    env = os.environ if environ is None else environ
+    raw = env.get("KUBECONFIG", "")
+    if raw:
+        return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
+    return [Path(env.get("HOME", str(Path.home()))) / ".kube" / "config"]
+
+
+def kube_contexts(paths: list[Path]) -> tuple[set[str], str | None]:
+    """Context names defined across `paths`, and the first current-context found."""
+    names: set[str] = set()
+    current: str | None = None
+    for path in paths:
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        names |= {c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)}
+        current = current or doc.get("current-context") or None
+    names.discard(None)
+    return names, current
+
+
+def check_context(context: str | None = None) -> tuple[bool, str]:
+    """Whether a kubeconfig defines `context` (or a current context); files only, no API."""
+    paths = kubeconfig_paths()
+    existing = [p for p in paths if p.is_file()]
+    if not existing:
+        return False, f"no kubeconfig at {', '.join(str(p) for p in paths)}"
+    names, current = kube_contexts(existing)
+    wanted = context or current
+    if not wanted:
+        return False, "the kubeconfig sets no current-context"
+    if wanted not in names:
+        return False, f"kube context {wanted!r} is not in {', '.join(map(str, existing))}"
+    return True, f"kube context {wanted!r}"
+
+
+class KubernetesTarget(Target):
+    """Deploy to a Kubernetes cluster with NVIDIA GPUs (CoreWeave CKS or your own)."""
+
+    name: ClassVar[str] = "kubernetes"
+    display_name: ClassVar[str] = "Kubernetes (CoreWeave)"
+    catalog_targets: ClassVar[tuple[str, ...]] = ("coreweave", "kubernetes")
+    pulumi_plugins: ClassVar[tuple[str, ...]] = ("kubernetes", "random")
+    credentials_hint: ClassVar[str] = (
+        "point KUBECONFIG at a kubeconfig with a context for the cluster (CoreWeave: download "
+        "it from the console), or set placement.kubernetes.context to an existing context"
+    )
+
+    def __init__(self, context: str | None = None) -> None:
+        self.context = context  # set by the deploy layer from placement.kubernetes.context
+
+    def component(self, resource_name: str, args: EndpointArgs, opts: Any = None) -> Any:
+        from mdeploy.targets.kubernetes.component import KubernetesEndpoint
+
+        return KubernetesEndpoint(resource_name, args, opts)
+
+    def registry_repository(self, args: EndpointArgs, stack_config: dict[str, str]) -> str:
+        """`mdeploy:registry` when set, else the image's own repository (pulled as is)."""
+        return stack_config.get("mdeploy:registry") or repository_of(args.image)
+
+    def check_credentials(self) -> tuple[bool, str]:
+        return check_context(self.context)
+
+    def stack_config(self, args: EndpointArgs) -> dict[str, str]:
+        """The provider reads kubeconfig itself; only a named context goes to config."""
+        context = args.extra.get("kube_context")
+        return {"kubernetes:context": str(context)} if context else {}
+
+    def unsupported(self, spec: Deployment) -> dict[str, str]:
+        out = {}
+        for var, ref in spec.serving.secrets.items():
+            if ref.startswith(_CLOUD_REFS):
+                out[f"serving.secrets.{var}"] = (
+                    "cloud secret managers are not read by the cluster; use k8s:SECRET/KEY "
+                    "(e.g. synced by External Secrets Operator), env:NAME or file:PATH"
+                )
+        return out
+
+    def ops(self, outputs: dict[str, Any]) -> Any:
+        from mdeploy.targets.kubernetes.ops import KubernetesOps
+
+        return KubernetesOps(outputs)
+
+
+TARGET = KubernetesTarget()

@@ -1,0 +1,264 @@
+"""
+GcpOps against an HTTP fake of the Vertex AI REST API on 127.0.0.1.
+
+The fake implements the four calls GcpOps makes (GET and PATCH an endpoint, rawPredict,
+streamRawPredict), answers 401 without the expected bearer token and 404 for another
+endpoint, and records every request it saw.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from mdeploy.errors import CloudError, InputError
+from mdeploy.targets.gcp.ops import API_URL_ENV, GcpOps
+
+ENDPOINT = "projects/my-proj-123/locations/europe-west4/endpoints/7933852668"
+TOKEN = "test-token"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    auth: str | None
+    body: bytes
+
+
+@dataclass
+class FakeVertexApi:
+    """State of one endpoint with two deployed models, and the requests received."""
+
+    url: str = ""
+    requests: list[Seen] = field(default_factory=list)
+    split: dict[str, int] = field(default_factory=lambda: {"111": 90, "222": 10})
+    predict_status: int = 200
+
+    def endpoint(self) -> dict[str, Any]:
+        def model(model_id: str, version: str) -> dict[str, Any]:
+            return {
+                "id": model_id,
+                "model": "projects/1/locations/europe-west4/models/55",
+                "modelVersionId": version,
+                "displayName": f"m-default-v{version}",
+                "dedicatedResources": {
+                    "machineSpec": {
+                        "machineType": "g2-standard-8",
+                        "acceleratorType": "NVIDIA_L4",
+                        "acceleratorCount": 1,
+                    },
+                    "minReplicaCount": 1,
+                    "maxReplicaCount": 2,
+                },
+            }
+
+        return {
+            "name": ENDPOINT,
+            "displayName": "m-default",
+            "deployedModels": [model("111", "1"), model("222", "2")],
+            "trafficSplit": dict(self.split),
+        }
+
+
+def _handler(api: FakeVertexApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep test output quiet
+            del args
+
+        def _reply(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, status: int, message: str) -> None:
+            self._reply(status, {"error": {"code": status, "message": message}})
+
+        def _handle(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            auth = self.headers.get("Authorization")
+            api.requests.append(Seen(self.command, parts.path, parse_qs(parts.query), auth, body))
+            if auth != f"Bearer {TOKEN}":
+                return self._error(401, "Request had invalid authentication credentials.")
+            resource, _, verb = parts.path.removeprefix("/v1/").partition(":")
+            if resource != ENDPOINT:
+                return self._error(404, f"Endpoint `{resource}` not found.")
+            if self.command == "GET" and not verb:
+                return self._reply(200, api.endpoint())
+            if self.command == "PATCH" and not verb:
+                api.split = {k: int(v) for k, v in json.loads(body)["trafficSplit"].items()}
+                return self._reply(200, api.endpoint())
+            if self.command == "POST" and verb == "rawPredict":
+                if api.predict_status != 200:
+                    return self._error(api.predict_status, "Prediction failed: model crashed")
+                return self._reply(200, {"echo": json.loads(body)})
+            if self.command == "POST" and verb == "streamRawPredict":
+                return self._stream()
+            return self._error(400, f"unsupported {self.command} {parts.path}")
+
+        def _stream(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for chunk in (
+                'data: {"text": "Hel"}\n\n',
+                'data: {"text": "lo"}\n\n',
+                "data: [DONE]\n\n",
+            ):
+                self.wfile.write(chunk.encode())
+                self.wfile.flush()
+
+        do_GET = do_POST = do_PATCH = _handle
+
+    return Handler
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertexApi]:
+    """The fake on a free loopback port; MDEPLOY_VERTEX_API_URL points at it."""
+    state = FakeVertexApi()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv(API_URL_ENV, state.url)
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+class StubCredentials:
+    """A google.auth credentials stand-in: `refresh` sets the token."""
+
+    def __init__(self, token: str = TOKEN) -> None:
+        self._next, self.token, self.refreshes = token, None, 0
+
+    def refresh(self, request: Any) -> None:
+        del request
+        self.refreshes += 1
+        self.token = self._next
+
+
+def _ops(token: str = TOKEN) -> GcpOps:
+    return GcpOps(ENDPOINT, credentials=StubCredentials(token))
+
+
+def test_status_reports_deployed_models_and_traffic(api: FakeVertexApi) -> None:
+    status = _ops().status()
+    assert status.name == ENDPOINT
+    assert status.traffic_split == {"111": 90, "222": 10}
+    assert [(m.id, m.model_version_id, m.traffic) for m in status.deployed_models] == [
+        ("111", "1", 90),
+        ("222", "2", 10),
+    ]
+    assert status.deployed_models[0].accelerator_type == "NVIDIA_L4"
+    assert status.in_service
+    assert json.loads(json.dumps(status.to_json()))["traffic_split"] == {"111": 90, "222": 10}
+    seen = api.requests[-1]
+    assert (seen.method, seen.path, seen.auth) == ("GET", f"/v1/{ENDPOINT}", f"Bearer {TOKEN}")
+
+
+def test_invoke_posts_the_body_unchanged_to_raw_predict(api: FakeVertexApi) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    reply = _ops().invoke(body)
+    assert json.loads(reply) == {"echo": body}
+    seen = api.requests[-1]
+    assert (seen.method, seen.path) == ("POST", f"/v1/{ENDPOINT}:rawPredict")
+    assert json.loads(seen.body) == body
+
+
+def test_invoke_stream_yields_the_lines_of_stream_raw_predict(api: FakeVertexApi) -> None:
+    lines = list(_ops().invoke({"prompt": "hi", "stream": True}, stream=True))
+    assert lines == [b'data: {"text": "Hel"}', b'data: {"text": "lo"}', b"data: [DONE]"]
+    assert api.requests[-1].path == f"/v1/{ENDPOINT}:streamRawPredict"
+
+
+def test_set_traffic_patches_the_split_and_returns_the_new_status(api: FakeVertexApi) -> None:
+    status = _ops().set_traffic({"111": 50, "222": 50})
+    assert status.traffic_split == {"111": 50, "222": 50}
+    patch = next(r for r in api.requests if r.method == "PATCH")
+    assert patch.query == {"updateMask": ["traffic_split"]}
+    assert json.loads(patch.body) == {"trafficSplit": {"111": 50, "222": 50}}
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"111": 60, "222": 30}, "adds up to 90"),
+        ({"111": 101, "222": -1}, "whole percentage"),
+        ({"111": 50.5, "222": 49.5}, "whole percentage"),
+        ({}, "empty"),
+    ],
+)
+def test_set_traffic_validates_before_any_request(
+    api: FakeVertexApi, split: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        _ops().set_traffic(split)
+    assert api.requests == []
+
+
+def test_set_traffic_refuses_unknown_deployed_models(api: FakeVertexApi) -> None:
+    with pytest.raises(InputError, match="333") as err:
+        _ops().set_traffic({"111": 50, "333": 50})
+    assert "111, 222" in (err.value.hint or "")
+    assert [r.method for r in api.requests] == ["GET"]
+
+
+def test_bad_token_is_a_cloud_error_with_a_login_hint(api: FakeVertexApi) -> None:
+    with pytest.raises(CloudError, match="HTTP 401") as err:
+        _ops(token="expired").status()
+    assert "gcloud auth application-default login" in (err.value.hint or "")
+    assert "expired" not in err.value.message
+
+
+def test_unknown_endpoint_is_a_cloud_error(api: FakeVertexApi) -> None:
+    other = ENDPOINT.replace("7933852668", "1111111111")
+    with pytest.raises(CloudError, match="not found") as err:
+        GcpOps(other, credentials=StubCredentials()).status()
+    assert "mdeploy" in (err.value.hint or "")
+
+
+def test_container_failure_shows_the_api_message(api: FakeVertexApi) -> None:
+    api.predict_status = 500
+    with pytest.raises(CloudError, match="model crashed") as err:
+        _ops().invoke(b"{}")
+    assert "Cloud Logging" in (err.value.hint or "")
+
+
+def test_unreachable_api_is_a_cloud_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv(API_URL_ENV, f"http://127.0.0.1:{port}")
+    with pytest.raises(CloudError, match="could not reach"):
+        _ops().status()
+
+
+def test_from_outputs_and_endpoint_name_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(API_URL_ENV, raising=False)
+    url = f"https://europe-west4-aiplatform.googleapis.com/v1/{ENDPOINT}:rawPredict"
+    ops = GcpOps.from_outputs({"endpoint_name": ENDPOINT, "endpoint_url": url})
+    assert ops.region == "europe-west4"
+    assert ops._predict() == url
+    with pytest.raises(InputError, match="endpoint_name"):
+        GcpOps.from_outputs({})
+    with pytest.raises(InputError, match="not a Vertex endpoint"):
+        GcpOps("endpoints/123")

@@ -1,0 +1,144 @@
+"""The Kubernetes target's light side: kubeconfig checks, registry, limits, day-2 probes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from mdeploy.targets import get_target
+from mdeploy.targets.kubernetes.ops import KubernetesOps
+from mdeploy.targets.kubernetes.target import TARGET, check_context, repository_of
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+current-context: {current}
+contexts: [{{name: cw-dev, context: {{cluster: c}}}}, {{name: cw-prod, context: {{cluster: c}}}}]
+"""
+
+
+def test_coreweave_maps_to_this_target():
+    assert get_target("coreweave") is TARGET
+    assert TARGET.name == "kubernetes"
+    assert "kubernetes" in TARGET.pulumi_plugins
+
+
+def test_credentials_need_a_kubeconfig(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    ok, reason = TARGET.check_credentials()
+    assert not ok and "no kubeconfig" in reason
+    assert "KUBECONFIG" in TARGET.credentials_hint
+
+
+def test_current_context_or_named_context(tmp_path, monkeypatch):
+    path = tmp_path / "config"
+    path.write_text(KUBECONFIG.format(current="cw-dev"))
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'absent'}:{path}")
+    assert TARGET.check_credentials() == (True, "kube context 'cw-dev'")
+    assert check_context("cw-prod")[0]
+    ok, reason = check_context("gke-other")
+    assert not ok and "gke-other" in reason
+
+
+def test_kubeconfig_without_current_context(tmp_path, monkeypatch):
+    path = tmp_path / "config"
+    path.write_text(KUBECONFIG.format(current='""'))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    ok, reason = check_context(None)
+    assert not ok and "current-context" in reason
+
+
+def test_registry_repository(endpoint_args_coreweave):
+    assert TARGET.registry_repository(endpoint_args_coreweave, {}) == (
+        "registry.example.com/mdeploy/vllm"
+    )
+    configured = {"mdeploy:registry": "r.local:5000/ml/vllm"}
+    assert TARGET.registry_repository(endpoint_args_coreweave, configured) == "r.local:5000/ml/vllm"
+    assert repository_of("localhost:5000/a/b:v1") == "localhost:5000/a/b"
+    assert repository_of("busybox") == "busybox"
+
+
+def test_stack_config_only_names_a_context(endpoint_args_coreweave):
+    import dataclasses
+
+    assert TARGET.stack_config(endpoint_args_coreweave) == {}
+    extra = {**endpoint_args_coreweave.extra, "kube_context": "cw-prod"}
+    args = dataclasses.replace(endpoint_args_coreweave, extra=extra)
+    assert TARGET.stack_config(args) == {"kubernetes:context": "cw-prod"}
+
+
+def test_cloud_secret_managers_are_unsupported():
+    from mdeploy.spec.models import Deployment
+
+    spec = Deployment.model_validate({
+        "apiVersion": "mdeploy/v1", "kind": "Deployment",
+        "metadata": {"name": "m"}, "model": {"id": "x/y"},
+        "serving": {"secrets": {"A": "gcp-sm:tok", "B": "k8s:s/k", "C": "env:C"}},
+    })  # fmt: skip
+    assert list(TARGET.unsupported(spec)) == ["serving.secrets.A"]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    ready = True
+
+    def do_GET(self) -> None:
+        code = 200 if (self.path == "/ready" and _Handler.ready) else 503
+        self.send_response(code)
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        authorized = self.headers.get("Authorization") == "Bearer k3y"
+        self.send_response(200 if authorized else 401)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        if authorized:
+            reply = {"model": body["model"], "choices": [{"message": {"content": "ok"}}]}
+            self.wfile.write(json.dumps(reply).encode())
+
+    def log_message(self, *args: object) -> None:
+        del args  # Unused: keep test output quiet.
+
+
+@pytest.fixture
+def adapter():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_status_probes_readiness(adapter):
+    _Handler.ready = True
+    assert KubernetesOps({"endpoint_url": adapter}).status()["state"] == "ready"
+    _Handler.ready = False
+    assert KubernetesOps({"endpoint_url": adapter}).status()["state"] == "loading"
+
+
+def test_status_of_unreachable_and_cluster_internal_urls():
+    gone = KubernetesOps({"endpoint_url": "http://127.0.0.1:9"}, timeout_s=1).status()
+    assert gone["state"] == "unreachable"
+    internal = KubernetesOps(
+        {"endpoint_url": "http://m.mdeploy.svc.cluster.local", "namespace": "mdeploy",
+         "service_name": "m"}
+    ).status()  # fmt: skip
+    assert internal["state"] == "unknown"
+    assert "kubectl -n mdeploy port-forward svc/m" in internal["detail"]
+
+
+def test_invoke_sends_the_api_key(adapter):
+    from mdeploy.errors import CloudError, InputError
+
+    ops = KubernetesOps({"endpoint_url": adapter, "endpoint_name": "m"})
+    reply = ops.invoke([{"role": "user", "content": "hi"}], api_key="k3y")
+    assert reply["model"] == "m"
+    with pytest.raises(CloudError, match="HTTP 401"):
+        ops.invoke([{"role": "user", "content": "hi"}], api_key="wrong")
+    internal = KubernetesOps({"endpoint_url": "http://m.ns.svc.cluster.local"})
+    with pytest.raises(InputError):
+        internal.invoke([{"role": "user", "content": "hi"}])
