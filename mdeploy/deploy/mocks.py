@@ -1,0 +1,258 @@
+"""
+A recording Pulumi mock engine: runs real component code offline and keeps what it declared.
+
+`pulumi.runtime.set_mocks` alone hands `Mocks.new_resource` only the type, name and inputs; the
+parent and explicit dependencies travel on the gRPC request, so `RecordingMonitor` wraps
+`RegisterResource` to capture them. Secrets stay wrapped (Pulumi's secret signature) so that the
+synth renderer can mask them. `MockSession` resets Pulumi's global runtime state on entry and exit:
+each synth or test starts from an empty stack, config and RPC queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pulumi
+from pulumi.runtime import mocks as _mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+__all__ = ["MockSession", "RecordedResource", "RecordingMocks", "RecordingMonitor"]
+
+T = TypeVar("T")
+_ACCOUNT = "123456789012"
+
+
+@dataclass
+class RecordedResource:
+    """One resource the program declared: what a cloud preview would be asked to create."""
+
+    urn: str
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    parent: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+    provider: str | None = None
+    custom: bool = True
+    read: bool = False  # a `get` of an existing resource, not a creation
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        """The resource options the monitor saw (parent, dependencies, provider)."""
+        return {"parent": self.parent, "depends_on": self.depends_on, "provider": self.provider}
+
+
+def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Plausible provider-computed outputs so components can build URLs and image refs."""
+    out = dict(inputs)
+    region = inputs.get("region") or "eu-west-3"
+    if typ == "aws:ecr/repository:Repository":
+        repo = inputs.get("name") or name
+        out.setdefault("repositoryUrl", f"{_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{repo}")
+        out.setdefault("registryId", _ACCOUNT)
+    elif typ.startswith("azure-native:containerregistry") and typ.endswith(":Registry"):
+        out.setdefault("loginServer", f"{(inputs.get('registryName') or name).lower()}.azurecr.io")
+    elif typ == "gcp:artifactregistry/repository:Repository":
+        loc, project = inputs.get("location", "europe-west4"), inputs.get("project", "mock-project")
+        repo = inputs.get("repositoryId") or name
+        out.setdefault("registryUri", f"{loc}-docker.pkg.dev/{project}/{repo}")
+    elif typ == "random:index/randomPassword:RandomPassword":
+        out.setdefault("result", "mock-random-value")
+    if typ.startswith("aws:"):
+        out.setdefault(
+            "arn", f"arn:aws:{typ.split(':')[1].split('/')[0]}:{region}:{_ACCOUNT}:{name}"
+        )
+    return out
+
+
+_INVOKES: dict[str, dict[str, Any]] = {
+    "aws:index/getCallerIdentity:getCallerIdentity": {
+        "accountId": _ACCOUNT,
+        "arn": f"arn:aws:iam::{_ACCOUNT}:user/mock",
+        "userId": "MOCK",
+    },
+    "aws:index/getRegion:getRegion": {"name": "eu-west-3", "region": "eu-west-3"},
+    "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com"},
+    "gcp:organizations/getProject:getProject": {"projectId": "mock-project", "number": "1"},
+    "gcp:organizations/getClientConfig:getClientConfig": {"project": "mock-project"},
+    "azure-native:authorization:getClientConfig": {
+        "subscriptionId": "00000000-0000-0000-0000-000000000000",
+        "tenantId": "00000000-0000-0000-0000-000000000000",
+        "clientId": "00000000-0000-0000-0000-000000000000",
+        "objectId": "00000000-0000-0000-0000-000000000000",
+    },
+}
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers resource creations with their inputs (+ plausible computed outputs)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        return f"{args.name}-id", _fake_outputs(args.typ, args.name, args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        self.calls.append((args.token, dict(args.args)))
+        return dict(_INVOKES.get(args.token, {})), []
+
+
+class RecordingMonitor(_mocks.MockMonitor):
+    """A MockMonitor that records every registration with its parent and dependencies."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+        self._lock = threading.Lock()
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """URNs as the real engine writes them: the root Stack is not part of a type chain."""
+        if parent and parent.split("::")[2].split("$")[-1] == "pulumi:pulumi:Stack":
+            parent = ""
+        return super().make_urn(parent, type_, name)
+
+    def _record(self, request: Any, *, read: bool) -> None:
+        inputs = rpc.deserialize_properties(request.properties if read else request.object)
+        deps = [] if read else sorted(set(request.dependencies))
+        entry = RecordedResource(
+            urn=self.make_urn(request.parent, request.type, request.name),
+            type=request.type,
+            name=request.name,
+            inputs=dict(inputs),
+            parent=request.parent or None,
+            depends_on=deps,
+            provider=request.provider or None,
+            custom=True if read else bool(request.custom),
+            read=read,
+        )
+        with self._lock:
+            self.recorded.append(entry)
+
+    def RegisterResource(self, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            _mocks._ensure_event_loop()
+            self._record(request, read=False)
+        return super().RegisterResource(request)
+
+    def ReadResource(self, request: Any) -> Any:
+        _mocks._ensure_event_loop()
+        self._record(request, read=True)
+        return super().ReadResource(request)
+
+
+class MockSession:
+    """
+    Context manager: a fresh mock Pulumi runtime with optional stack config.
+
+    >>> with MockSession(config={"mdeploy:createNamespace": "false"}) as s:
+    ...     s.run(lambda: make_component())          # doctest: +SKIP
+    ...     s.resources                              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        project: str = "mdeploy",
+        stack: str = "synth",
+        config: dict[str, str] | None = None,
+        secret_keys: list[str] | None = None,
+        preview: bool = False,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.project, self.stack, self.preview = project, stack, preview
+        self.logger = logger
+        self.config = dict(config or {})
+        self.secret_keys = list(secret_keys or [])
+        self.mocks = RecordingMocks()
+        self.monitor = RecordingMonitor(self.mocks)
+
+    def __enter__(self) -> MockSession:
+        _ensure_loop()
+        _reset_runtime()
+        set_all_config(self.config, self.secret_keys)
+        pulumi.runtime.set_mocks(
+            self.mocks,
+            project=self.project,
+            stack=self.stack,
+            preview=self.preview,
+            monitor=self.monitor,
+            logger=self.logger,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _reset_runtime()
+
+    def set_config(self, config: dict[str, str], secret_keys: list[str] | None = None) -> None:
+        """Add stack config (full keys, e.g. "mdeploy:createNamespace") for the next run()."""
+        self.config.update(config)
+        self.secret_keys.extend(secret_keys or [])
+        set_all_config(dict(self.config), list(self.secret_keys))
+
+    @property
+    def resources(self) -> list[RecordedResource]:
+        """Everything registered so far, in registration order."""
+        return list(self.monitor.recorded)
+
+    def by_type(self, type_token: str) -> list[RecordedResource]:
+        """The recorded resources of one Pulumi type token."""
+        return [r for r in self.monitor.recorded if r.type == type_token]
+
+    def one(self, type_token: str) -> RecordedResource:
+        """The single recorded resource of `type_token` (AssertionError when not exactly one)."""
+        found = self.by_type(type_token)
+        assert len(found) == 1, f"expected one {type_token}, got {[r.name for r in found]}"
+        return found[0]
+
+    def run(self, program: Callable[[], T]) -> T:
+        """Run `program` as a Pulumi program and wait until every RPC and output settles."""
+        box: dict[str, T] = {}
+
+        def body() -> None:
+            box["result"] = program()
+
+        settings.SETTINGS.rpc_manager.clear()
+        settings.SETTINGS.outputs.clear()
+        _sync_await(run_pulumi_func(body))
+        return box["result"]
+
+    def resolve(self, value: Any) -> Any:
+        """The settled value of an Output (or plain value); secrets come back unwrapped."""
+        out = pulumi.Output.from_input(value)
+        return _sync_await(out.future())
+
+    def is_secret(self, value: Any) -> bool:
+        """Whether an Output is marked secret."""
+        return bool(_sync_await(pulumi.Output.from_input(value).is_secret()))
+
+
+def _ensure_loop() -> None:
+    """Pulumi's runtime needs a usable event loop; asyncio.run() elsewhere may have unset it."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+def _reset_runtime() -> None:
+    """Forget the previous program: root stack, settings, config, queued RPCs and outputs."""
+    settings.reset_options(project="mdeploy", stack="synth", preview=False)
+    set_all_config({}, [])
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+
+
+def iter_types(resources: list[RecordedResource]) -> Iterator[str]:
+    """Type tokens in registration order (helper for quick assertions)."""
+    return (r.type for r in resources)

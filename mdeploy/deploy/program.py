@@ -1,0 +1,193 @@
+"""
+From a loaded spec to one target's component: naming, planning and the Pulumi program.
+
+Shared by offline synth, the Automation API lifecycle and the `stacks/` Pulumi project, so all
+three build the very same EndpointArgs and component. No Pulumi import at module level: the
+program function imports it when it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mdeploy.errors import InputError, PolicyError
+from mdeploy.targets import TARGET_NAMES, deploy_target_for
+from mdeploy.targets.base import EndpointArgs
+
+if TYPE_CHECKING:
+    from mdeploy.plan.models import Candidate, Plan
+    from mdeploy.spec import LoadedSpec
+    from mdeploy.spec.models import Deployment
+    from mdeploy.targets.base import Target
+
+__all__ = [
+    "OUTPUT_NAMES",
+    "PROJECT",
+    "Resolved",
+    "deploy_targets",
+    "endpoint_program",
+    "plan_targets",
+    "repository_of",
+    "resolve",
+    "source_image",
+    "stack_name",
+]
+
+PROJECT = "mdeploy"
+# Component attributes exported as stack outputs when the component has them: the common
+# four, then what each target's day-2 client (`Target.ops(outputs)`) reads back.
+OUTPUT_NAMES = (
+    "endpoint_name",
+    "endpoint_url",
+    "image",
+    "repository_url",
+    "namespace",
+    "service_name",
+    "api_key",
+    "endpoint_id",
+    "deployment_name",
+    "workspace_name",
+    "resource_group_name",
+    "subscription_id",
+    "auth_mode",
+)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One target's inputs: the plan's best candidate turned into EndpointArgs."""
+
+    target: str  # deploy target folder: aws | azure | gcp | kubernetes
+    args: EndpointArgs
+    candidate: Candidate
+    plan: Plan
+
+
+def stack_name(name: str, env: str | None, target: str) -> str:
+    """
+    One stack per spec × environment × target.
+
+    >>> stack_name("mistral-7b-chat", None, "coreweave")
+    'mistral-7b-chat-default-kubernetes'
+    """
+    return f"{name}-{env or 'default'}-{deploy_target_for(target)}"
+
+
+def deploy_targets(spec: Deployment) -> list[str]:
+    """The deploy targets the spec's placement.clouds reach, in spec order, no repeats."""
+    out: list[str] = []
+    for cloud in spec.placement.clouds:
+        folder = deploy_target_for(cloud)
+        if folder not in out:
+            out.append(folder)
+    return out
+
+
+def plan_targets(spec: Deployment, target: str) -> list[str]:
+    """The catalog targets (coreweave, kubernetes pools...) that `target` deploys for this spec."""
+    folder = deploy_target_for(target)
+    if target != folder:  # e.g. --target coreweave: only that catalog target
+        wanted = [target]
+    else:
+        wanted = [c for c in spec.placement.clouds if deploy_target_for(c) == folder]
+    allowed = [c for c in wanted if c in spec.placement.clouds]
+    if not allowed:
+        raise InputError(
+            f"placement.clouds {list(spec.placement.clouds)} does not include {target}",
+            hint=f"add {target} to placement.clouds or pick one of: "
+            f"{', '.join(deploy_targets(spec))}",
+        )
+    return allowed
+
+
+def source_image(loaded: LoadedSpec) -> str:
+    """serving.image, or the tag `mdeploy image build` gives outside prod (prod pins a digest)."""
+    image = loaded.spec.serving.image
+    if image:
+        return image
+    if loaded.strict:
+        raise PolicyError(
+            "serving.image is not set; prod deploys an image pinned by digest",
+            hint="build and push it (`mdeploy image build`), then set serving.image to "
+            "REPO@sha256:DIGEST",
+        )
+    from mdeploy.image.build import DEFAULT_TAG
+
+    return DEFAULT_TAG
+
+
+def resolve(loaded: LoadedSpec, target: str, *, plan: Plan | None = None) -> Resolved:
+    """
+    Plan `target` alone and build EndpointArgs from its best candidate.
+
+    Raises PolicyError (exit 4) naming the closest rejections when nothing fits there.
+    """
+    from mdeploy.plan import make_plan
+
+    folder = deploy_target_for(target)
+    if folder not in TARGET_NAMES:
+        raise InputError(
+            f"unknown target {target!r}", hint=f"use one of: {', '.join(TARGET_NAMES)}"
+        )
+    spec = loaded.spec
+    if plan is None:
+        plan = make_plan(spec, targets=plan_targets(spec, target), base_dir=loaded.base_dir)
+    candidate = plan.chosen
+    if candidate is None:
+        raise PolicyError(_nothing_fits(plan, target), hint=_no_fit_hint(plan))
+    args = EndpointArgs.from_plan(
+        spec,
+        candidate,
+        env=loaded.env,
+        image=source_image(loaded),
+        weights_gib=plan.model.weights_gib,
+    )
+    return Resolved(target=folder, args=args, candidate=candidate, plan=plan)
+
+
+def endpoint_program(target: Target, args: EndpointArgs) -> Callable[[], Any]:
+    """A Pulumi program: the target's component, and its outputs exported on the stack."""
+
+    def program() -> Any:
+        import pulumi
+
+        component = target.component(args.name, args)
+        for name in OUTPUT_NAMES:
+            value = getattr(component, name, None)
+            if value is not None:
+                pulumi.export(name, value)
+        return component
+
+    return program
+
+
+def repository_of(image: str) -> str:
+    """
+    An image reference without its tag or digest.
+
+    >>> repository_of("localhost:5000/mdeploy/vllm:v1")
+    'localhost:5000/mdeploy/vllm'
+    """
+    base = image.split("@", 1)[0]
+    head, _, last = base.rpartition("/")
+    name = last.split(":", 1)[0]
+    return f"{head}/{name}" if head else name
+
+
+def _nothing_fits(plan: Plan, target: str) -> str:
+    reasons = sorted({r.reason for r in plan.rejected})
+    head = f"no offer of {target} fits this spec"
+    if not reasons:
+        return head + " (the catalog has no offer for it)"
+    shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+    return f"{head}: {shown}"
+
+
+def _no_fit_hint(plan: Plan) -> str:
+    del plan  # Unused: the same advice whatever was rejected.
+    return (
+        "run `mdeploy plan SPEC --target T` to see every rejection; relax residency, gpus, "
+        "max_hourly_usd or max_context"
+    )

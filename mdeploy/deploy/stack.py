@@ -1,0 +1,459 @@
+"""
+Stack lifecycle through the Pulumi Automation API: up, preview, destroy, status, outputs.
+
+One stack per spec × environment × target (`<name>-<env>-<target>`), an inline program that
+runs the same plan → EndpointArgs → component path as synth, state in a local file backend
+under ~/.mdeploy/state (or $PULUMI_BACKEND_URL), encrypted with a passphrase.
+
+Order of an operation: policy (guardrails, residency: exit 4) → prerequisites (Pulumi CLI,
+credentials, secret references, passphrase: exit 3) → stack select/create, provider config,
+plugins → the operation with streamed progress. `up` is two-phase when the image must move:
+phase 1 creates only the target's registry repository, the image is copied there by digest,
+phase 2 runs the full update. Ctrl-C cancels the running operation (exit 130 at the CLI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mdeploy.deploy.prereqs import (
+    PULUMI_INSTALL_HINT,
+    PassphrasePrompt,
+    backend_url,
+    check_credentials,
+    check_local_secrets,
+    find_pulumi,
+    mdeploy_home,
+    passphrase_env,
+)
+from mdeploy.deploy.program import (
+    PROJECT,
+    Resolved,
+    endpoint_program,
+    repository_of,
+    resolve,
+    stack_name,
+)
+from mdeploy.errors import CloudError, InputError, MdeployError, PrerequisiteError
+from mdeploy.targets import get_target
+from mdeploy.targets.base import image_with_registry
+
+if TYPE_CHECKING:
+    from mdeploy.deploy.progress import Progress
+    from mdeploy.spec import LoadedSpec
+    from mdeploy.targets.base import Target
+
+__all__ = [
+    "Confirm",
+    "Operation",
+    "destroy",
+    "outputs",
+    "parse_config",
+    "plugin_version",
+    "prepare",
+    "preview",
+    "status",
+    "up",
+]
+
+Confirm = Callable[[str], bool]  # shows a question, returns the answer; None = non-interactive
+_PLUGIN_PACKAGES = {
+    "aws": "pulumi-aws",
+    "azure-native": "pulumi-azure-native",
+    "gcp": "pulumi-gcp",
+    "kubernetes": "pulumi-kubernetes",
+    "random": "pulumi-random",
+}
+
+
+@dataclass
+class Operation:
+    """Everything checked and resolved before a stack operation touches anything."""
+
+    loaded: LoadedSpec
+    resolved: Resolved
+    target: Target
+    stack: str
+    pulumi: str
+    backend: str
+    env_vars: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a passphrase
+    extra_config: dict[str, str] = field(default_factory=dict)  # --config KEY=VALUE
+    stack_config: dict[str, str] = field(default_factory=dict)  # all plain config, once open
+
+    @property
+    def config(self) -> dict[str, str]:
+        """Config mdeploy writes to the stack: provider config, then --config (never secrets)."""
+        return {**self.target.stack_config(self.resolved.args), **self.extra_config}
+
+
+def prepare(
+    loaded: LoadedSpec,
+    target: str,
+    *,
+    passphrase_prompt: PassphrasePrompt | None = None,
+    need_secrets: bool = False,
+    config: dict[str, str] | None = None,
+    deploying: bool = True,
+) -> Operation:
+    """
+    Run every check, in the documented order, and return what the operation needs.
+
+    `config` is extra stack config (e.g. {"mdeploy:awsAccountId": "..."}), stored on the stack.
+    `deploying` (up, preview) applies the prod guardrails; destroy, status and outputs skip
+    them, so an endpoint stays removable after its spec stopped complying.
+    """
+    extra = parse_config(config or {})
+    if deploying and loaded.strict:
+        from mdeploy.spec import check_guardrails
+
+        check_guardrails(loaded)
+    resolved = resolve(loaded, target)
+    target_obj = get_target(resolved.target)
+    blocked = target_obj.unsupported(loaded.spec)
+    if blocked:
+        field_name, why = next(iter(sorted(blocked.items())))
+        raise InputError(f"{field_name}: {target_obj.display_name} cannot honour it: {why}")
+    pulumi = find_pulumi()
+    check_credentials(target_obj, resolved.args)
+    if need_secrets:
+        check_local_secrets(resolved.args)
+    env = {"PULUMI_SKIP_UPDATE_CHECK": "true", **passphrase_env(passphrase_prompt)}
+    return Operation(
+        loaded=loaded,
+        resolved=resolved,
+        target=target_obj,
+        stack=stack_name(loaded.spec.metadata.name, loaded.env, resolved.target),
+        pulumi=pulumi,
+        backend=backend_url(),
+        env_vars=env,
+        extra_config=extra,
+    )
+
+
+def open_stack(op: Operation) -> Any:
+    """Select or create the stack, write provider config, install the provider plugins."""
+    from pulumi import automation as auto
+
+    work_dir = mdeploy_home() / "workspaces" / op.stack
+    work_dir.mkdir(parents=True, exist_ok=True)
+    opts = auto.LocalWorkspaceOptions(
+        work_dir=str(work_dir),
+        project_settings=auto.ProjectSettings(
+            name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=op.backend)
+        ),
+        secrets_provider="passphrase",
+        env_vars=op.env_vars,
+        pulumi_command=_command(op.pulumi),
+    )
+    program = endpoint_program(op.target, op.resolved.args)
+    try:
+        stack = auto.create_or_select_stack(op.stack, PROJECT, program, opts=opts)
+        if op.config:
+            stack.set_all_config({k: auto.ConfigValue(v) for k, v in op.config.items()})
+        stored = stack.get_all_config()
+    except auto.CommandError as exc:
+        raise CloudError(f"stack {op.stack}: {_last_line(exc)}", hint=_state_hint(op)) from None
+    op.stack_config = {k: v.value for k, v in stored.items() if not v.secret}
+    _install_plugins(stack.workspace, op.target)
+    return stack
+
+
+def parse_config(config: dict[str, str]) -> dict[str, str]:
+    """Check --config keys: namespaced (`mdeploy:registry`, `aws:profile`), no empty values."""
+    for key, value in config.items():
+        namespace, sep, name = key.partition(":")
+        if not (sep and namespace and name):
+            raise InputError(
+                f"--config {key}: keys are namespaced, e.g. mdeploy:registry or aws:profile",
+                hint="pass --config NAMESPACE:KEY=VALUE",
+            )
+        if value == "":
+            raise InputError(f"--config {key}: empty value", hint="pass --config KEY=VALUE")
+    return dict(config)
+
+
+def up(
+    op: Operation,
+    progress: Progress,
+    *,
+    yes: bool = False,
+    confirm: Confirm | None = None,
+) -> dict[str, Any]:
+    """
+    Deploy: confirm destructive changes, ship the image by digest, then the full update.
+
+    Returns the summary printed by `up --json`.
+    """
+    stack = open_stack(op)
+    started = time.monotonic()
+    if not yes and _has_history(stack):
+        _confirm_destructive(stack, op, confirm)
+    image = _ship_image(stack, op, progress)
+    result = _guarded(stack, lambda: stack.up(on_event=progress, color="never"), op)
+    return _summary(
+        op, "up", result.summary.result, progress, started,
+        replication=image, outputs=_masked(result.outputs),
+    )  # fmt: skip
+
+
+def preview(op: Operation, progress: Progress) -> dict[str, Any]:
+    """What `up` would change, from the engine (needs credentials; nothing is modified)."""
+    stack = open_stack(op)
+    started = time.monotonic()
+    result = _guarded(stack, lambda: stack.preview(on_event=progress, color="never"), op)
+    counts = {str(getattr(k, "value", k)): v for k, v in (result.change_summary or {}).items()}
+    progress.summary = progress.summary or counts
+    return _summary(op, "preview", "succeeded", progress, started)
+
+
+def destroy(
+    op: Operation,
+    progress: Progress,
+    *,
+    yes: bool = False,
+    confirm: Confirm | None = None,
+) -> dict[str, Any]:
+    """Delete every resource of the stack, after confirmation (or --yes)."""
+    question = f"destroy every resource of stack {op.stack} ({op.target.display_name})?"
+    _require_confirmation(question, yes, confirm)
+    stack = open_stack(op)
+    started = time.monotonic()
+    result = _guarded(stack, lambda: stack.destroy(on_event=progress, color="never"), op)
+    return _summary(op, "destroy", result.summary.result, progress, started)
+
+
+def outputs(op: Operation) -> dict[str, Any]:
+    """The stack's outputs, secrets shown as "[secret]"."""
+    stack = open_stack(op)
+    return _masked(_guarded(stack, stack.outputs, op))
+
+
+def status(op: Operation) -> dict[str, Any]:
+    """Stack outputs plus the target's own health view when it has day-2 operations."""
+    outs = outputs(op)
+    report: dict[str, Any] = {"stack": op.stack, "target": op.target.name, "outputs": outs}
+    if not outs:
+        report["deployed"] = False
+        return report
+    report["deployed"] = True
+    try:
+        health = op.target.ops(outs).status()
+    except NotImplementedError as exc:
+        health = {"state": "unknown", "detail": str(exc)}
+    except MdeployError as exc:  # the cloud could not be asked; the outputs still stand
+        health = {"state": "unknown", "detail": exc.message}
+    report["health"] = health.to_json() if hasattr(health, "to_json") else dict(health)
+    return report
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _command(path: str) -> Any:
+    """A PulumiCommand for the CLI found by find_pulumi (PATH or $PULUMI_HOME/bin)."""
+    from pulumi import automation as auto
+
+    binary = Path(path)
+    try:
+        if binary.parent.name == "bin":
+            return auto.PulumiCommand(root=str(binary.parent.parent))
+        return auto.PulumiCommand()
+    except Exception as exc:  # InvalidVersionError, CalledProcessError, OSError
+        raise PrerequisiteError(
+            f"the Pulumi CLI at {path} does not work: {exc}",
+            hint="reinstall it: curl -fsSL https://get.pulumi.com | sh",
+        ) from None
+
+
+def _install_plugins(workspace: Any, target: Target) -> None:
+    """Install each provider plugin at the version the installed Python SDK was built for."""
+    from pulumi import automation as auto
+
+    for plugin in target.pulumi_plugins:
+        version = plugin_version(plugin, target.name)
+        try:
+            workspace.install_plugin(plugin, f"v{version}")
+        except auto.CommandError as exc:
+            raise PrerequisiteError(
+                f"cannot install the Pulumi plugin {plugin} v{version}: {_last_line(exc)}",
+                hint=f"run `pulumi plugin install resource {plugin} v{version}` where the "
+                "network allows it, or copy ~/.pulumi/plugins from a machine that has it",
+            ) from None
+
+
+def plugin_version(plugin: str, target: str) -> str:
+    """
+    The plugin version an installed provider SDK expects: its `pulumi-plugin.json`.
+
+    Found without importing the (large) SDK package; falls back to the package version.
+    """
+    package = _PLUGIN_PACKAGES.get(plugin, f"pulumi-{plugin}")
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        raise PrerequisiteError(
+            f"the Python package {package} is not installed",
+            hint=f"pip install 'mdeploy[{target}]'",
+        )
+    manifest = Path(next(iter(spec.submodule_search_locations))) / "pulumi-plugin.json"
+    try:
+        return str(json.loads(manifest.read_text())["version"]).lstrip("v")
+    except (OSError, ValueError, KeyError):
+        return metadata.version(package)
+
+
+def _ship_image(stack: Any, op: Operation, progress: Progress) -> dict[str, Any] | None:
+    """Phase 1 + replication: the image lands in the target's registry with the same digest."""
+    args = op.resolved.args
+    repo = op.target.registry_repository(args, op.stack_config)
+    source = args.image
+    if repository_of(source) == repo:
+        return None  # serving.image already points at the target's repository
+    urns = _repository_targets(op)
+    if urns:
+        _guarded(stack, lambda: stack.up(target=urns, on_event=progress, color="never"), op)
+    from mdeploy.image.replicate import replicate
+
+    dest = image_with_registry(source, repo)
+    result = replicate(source, [dest], strict=op.loaded.strict)
+    return result.to_json()
+
+
+def _repository_targets(op: Operation) -> list[str]:
+    """
+    URNs phase 1 must create: the repository, what it depends on, and its explicit provider.
+
+    A targeted update refuses a resource whose dependencies are neither in state nor
+    targeted (on Azure the registry needs its resource group), so the closure over
+    `depends_on` and parents, as recorded by the mock engine, is targeted with it.
+    """
+    from mdeploy.deploy.mocks import MockSession
+
+    with MockSession(project=PROJECT, stack=op.stack, config=op.stack_config) as session:
+        component = session.run(endpoint_program(op.target, op.resolved.args))
+        repository = getattr(component, "repository", None)
+        if repository is None:
+            return []
+        urn = session.resolve(repository.urn)
+        recorded = {r.urn: r for r in session.resources}
+    urns: list[str] = []
+    pending = [urn]
+    while pending:
+        current = pending.pop()
+        if current in urns or current not in recorded:
+            continue
+        urns.append(current)
+        res = recorded[current]
+        pending += [*res.depends_on, *([res.parent] if res.parent else [])]
+        provider = res.provider.rpartition("::")[0] if res.provider else ""
+        if provider and not provider.rsplit("::", 1)[-1].startswith("default"):
+            pending.append(provider)
+    return urns
+
+
+def _has_history(stack: Any) -> bool:
+    try:
+        return stack.info() is not None
+    except Exception:  # a brand-new stack has no history to read
+        return False
+
+
+def _confirm_destructive(stack: Any, op: Operation, confirm: Confirm | None) -> None:
+    """Preview first; a replace/delete of a live resource needs a yes."""
+    from rich.console import Console
+
+    from mdeploy.deploy.progress import Progress
+
+    quiet = Progress(Console(quiet=True), live=False)
+    _guarded(stack, lambda: stack.preview(on_event=quiet, color="never"), op)
+    risky = quiet.destructive
+    if risky:
+        listing = "\n  ".join(risky)
+        _require_confirmation(
+            f"this update deletes or replaces live resources of {op.stack}:\n  {listing}\n"
+            "continue?",
+            False,
+            confirm,
+        )
+
+
+def _require_confirmation(question: str, yes: bool, confirm: Confirm | None) -> None:
+    if yes:
+        return
+    if confirm is None:
+        raise InputError(
+            "refusing to change live resources without confirmation in a non-interactive run",
+            hint="pass --yes to confirm",
+        )
+    if not confirm(question):
+        raise InputError("cancelled; nothing was changed", hint="pass --yes to skip the question")
+
+
+def _guarded(stack: Any, call: Callable[[], Any], op: Operation) -> Any:
+    """Run a stack call: Ctrl-C cancels it, engine failures become CloudError (exit 1)."""
+    from pulumi import automation as auto
+
+    try:
+        return call()
+    except KeyboardInterrupt:
+        # Best effort: the CLI got the same SIGINT and stops on its own; cancel() also
+        # clears a service backend's lock.
+        with contextlib.suppress(Exception):
+            stack.cancel()
+        raise
+    except auto.CommandError as exc:
+        raise CloudError(f"stack {op.stack}: {_last_line(exc)}", hint=_state_hint(op)) from None
+    except auto.InvalidVersionError as exc:
+        raise PrerequisiteError(
+            f"the Pulumi CLI is too old for this operation: {exc}", hint=PULUMI_INSTALL_HINT
+        ) from None
+
+
+def _summary(
+    op: Operation,
+    operation: str,
+    result: str,
+    progress: Progress,
+    started: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "stack": op.stack,
+        "target": op.target.name,
+        "operation": operation,
+        "result": result,
+        "changes": progress.counts(),
+        "duration_s": round(time.monotonic() - started, 1),
+        **{k: v for k, v in extra.items() if v is not None},
+    }
+
+
+def _masked(outs: dict[str, Any]) -> dict[str, Any]:
+    """Stack outputs as plain values, secrets replaced by "[secret]"."""
+    from mdeploy.deploy.synth import MASK
+
+    return {
+        k: MASK if getattr(v, "secret", False) else getattr(v, "value", v)
+        for k, v in sorted(outs.items())
+    }
+
+
+def _last_line(exc: Exception) -> str:
+    """The useful part of a CommandError: the last non-empty line of stderr."""
+    text = str(getattr(exc, "stderr", "") or exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _state_hint(op: Operation) -> str:
+    return (
+        f"state backend {op.backend}; check the passphrase (PULUMI_CONFIG_PASSPHRASE) and "
+        f"`pulumi stack --stack {op.stack}` for details"
+    )

@@ -1,0 +1,319 @@
+"""
+up / preview / destroy / status / outputs through the Automation API, against the fake CLI.
+
+The fake `pulumi` (fake_pulumi.py) logs every call, so these tests check what mdeploy asks of
+Pulumi: the checks that run first, the stack name, config, plugins, phase ordering, events.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+STACK = "mistral-7b-chat-default-kubernetes"
+
+
+def _json(result) -> dict:
+    assert result.stdout.strip(), result.stderr
+    return json.loads(result.stdout)
+
+
+def test_up_without_pulumi_exits_3_with_install_hint(spec_file, python_only_path, tmp_path):
+    env = {
+        "PATH": python_only_path,
+        "HOME": str(tmp_path),
+        "MDEPLOY_HOME": str(tmp_path / "home"),
+        "CI": "true",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE12",
+        "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+    }
+    code = "from mdeploy.cli.app import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "up", str(spec_file), "--target", "aws", "--yes"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "Pulumi CLI is not installed" in proc.stderr
+    assert "get.pulumi.com" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_up_kubernetes_end_to_end(cli, fake_pulumi, spec_file, facts, monkeypatch):
+    fake_pulumi.script(
+        monkeypatch,
+        outputs={"endpoint_url": "http://x.mdeploy.svc.cluster.local", "api_key": {"secret": "k"}},
+    )
+    result = cli("up", spec_file, "--target", "coreweave", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = _json(result)
+    assert summary["stack"] == STACK and summary["result"] == "succeeded"
+    assert summary["changes"] == {"create": 3}
+    assert summary["outputs"] == {
+        "api_key": "[secret]",
+        "endpoint_url": "http://x.mdeploy.svc.cluster.local",
+    }
+    assert "replication" not in summary  # image pulled from where the spec points
+    calls = fake_pulumi.calls()
+    assert ["stack", "init", STACK, "--secrets-provider", "passphrase"] in calls
+    plugins = [c[3:5] for c in calls if c[:2] == ["plugin", "install"]]
+    assert plugins == [["kubernetes", "v4.34.2"], ["random", "v4.21.4"]]
+    (up,) = [c for c in calls if c[0] == "up"]
+    assert "--event-log" in up and "--target" not in up
+    assert up[up.index("--stack") + 1] == STACK
+    assert fake_pulumi.passphrase_seen()
+    # CI mode: one plain line per resource event on stderr, never the secret's value.
+    assert "create" in result.stderr and "kubernetes:apps/v1:Deployment" in result.stderr
+    assert facts.canary not in result.stdout + result.stderr
+
+
+def test_state_goes_to_mdeploy_home_file_backend(cli, fake_pulumi, spec_file, tmp_path):
+    assert cli("up", spec_file, "-t", "coreweave", "--json").exit_code == 0
+    project = (tmp_path / "home" / "workspaces" / STACK / "Pulumi.yaml").read_text()
+    assert f"file://{tmp_path / 'home' / 'state'}" in project
+    assert (tmp_path / "home" / "state").is_dir()
+
+
+def test_second_up_reselects_the_stack(cli, fake_pulumi, spec_file):
+    assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+    assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+    inits = [c for c in fake_pulumi.calls() if c[:2] == ["stack", "init"]]
+    assert len(inits) == 1
+
+
+def test_aws_up_is_two_phase_with_replication(cli, fake_pulumi, spec_file, facts, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE12")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    log = fake_pulumi.state / "calls.jsonl"
+
+    def fake_replicate(source, targets, **kwargs):
+        with log.open("a") as f:
+            f.write(json.dumps({"argv": ["REPLICATE", source, *targets], "passphrase": True}))
+            f.write("\n")
+        from types import SimpleNamespace
+
+        return SimpleNamespace(to_json=lambda: {"source": source, "copies": list(targets)})
+
+    module = sys.modules[importlib.import_module("mdeploy.image.replicate").__name__]
+    monkeypatch.setattr(module, "replicate", fake_replicate)
+    account = "--config=mdeploy:awsAccountId=123456789012"
+    result = cli("up", spec_file, "--target", "aws", "--yes", "--json", account)
+    assert result.exit_code == 0, result.stderr
+    calls = fake_pulumi.calls()
+    order = [c[0] for c in calls if c[0] in {"up", "REPLICATE"}]
+    assert order == ["up", "REPLICATE", "up"]
+    phase1 = next(c for c in calls if c[0] == "up")
+    targets = [phase1[i + 1] for i, a in enumerate(phase1) if a == "--target"]
+    assert any("aws:ecr/repository:Repository" in t for t in targets), targets
+    replicate = next(c for c in calls if c[0] == "REPLICATE")
+    assert replicate[1] == facts.image
+    assert replicate[2].startswith("123456789012.dkr.ecr.")
+    assert replicate[2].endswith("@" + facts.digest)
+    config = fake_pulumi.stack("mistral-7b-chat-default-aws")["config"]
+    region = config["aws:region"]
+    assert f".dkr.ecr.{region}.amazonaws.com/" in replicate[2]
+    assert config["mdeploy:awsAccountId"] == "123456789012"
+    assert _json(result)["replication"]["copies"] == [replicate[2]]
+
+
+def test_configured_registry_replicates_without_phase_one(cli, fake_pulumi, spec_file, monkeypatch):
+    log = fake_pulumi.state / "calls.jsonl"
+
+    def fake_replicate(source, targets, **kwargs):
+        with log.open("a") as f:
+            f.write(json.dumps({"argv": ["REPLICATE", source, *targets], "passphrase": True}))
+            f.write("\n")
+        from types import SimpleNamespace
+
+        return SimpleNamespace(to_json=lambda: {"copies": list(targets)})
+
+    module = sys.modules[importlib.import_module("mdeploy.image.replicate").__name__]
+    monkeypatch.setattr(module, "replicate", fake_replicate)
+    repo = "registry.cluster.local:5000/ml/vllm"
+    result = cli("up", spec_file, "-t", "coreweave", "--yes", "-c", f"mdeploy:registry={repo}")
+    assert result.exit_code == 0, result.stderr
+    calls = fake_pulumi.calls()
+    order = [c[0] for c in calls if c[0] in {"up", "REPLICATE"}]
+    assert order == ["REPLICATE", "up"]  # no repository resource to create first
+    replicate = next(c for c in calls if c[0] == "REPLICATE")
+    assert replicate[2].startswith(repo + "@sha256:")
+
+
+def test_bad_config_flag_is_exit_2(cli, fake_pulumi, spec_file):
+    result = cli("up", spec_file, "-t", "coreweave", "--yes", "-c", "registry=x")
+    assert result.exit_code == 2
+    assert "namespaced" in result.stderr
+
+
+def test_destroy_works_for_a_spec_that_fails_guardrails(cli, fake_pulumi, spec_file):
+    result = cli("destroy", spec_file, "-t", "coreweave", "--env", "prod", "--yes")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_missing_passphrase_non_interactive_is_exit_3(cli, fake_pulumi, spec_file, monkeypatch):
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    result = cli("up", spec_file, "-t", "coreweave", "--yes")
+    assert result.exit_code == 3
+    assert "PULUMI_CONFIG_PASSPHRASE" in result.stderr
+    assert fake_pulumi.calls() == []  # nothing started
+
+
+def test_passphrase_file_is_accepted(cli, fake_pulumi, spec_file, monkeypatch, tmp_path):
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    path = tmp_path / "pass"
+    path.write_text("from-a-file\n")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", str(path))
+    assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+    assert fake_pulumi.passphrase_seen()
+
+
+def test_unset_secret_reference_is_exit_3_without_value(cli, fake_pulumi, spec_file, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    result = cli("up", spec_file, "-t", "coreweave", "--yes")
+    assert result.exit_code == 3
+    assert "HF_TOKEN" in result.stderr and "env:HF_TOKEN is not set" in result.stderr
+    assert fake_pulumi.calls() == []
+
+
+def test_missing_kubeconfig_is_exit_3(cli, fake_pulumi, spec_file, monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nope"))
+    result = cli("up", spec_file, "-t", "coreweave", "--yes")
+    assert result.exit_code == 3
+    assert "no kubeconfig" in result.stderr and "KUBECONFIG" in result.stderr
+
+
+def test_prod_guardrails_refuse_before_pulumi_runs(cli, fake_pulumi, spec_file):
+    result = cli("up", spec_file, "-t", "coreweave", "--env", "prod", "--yes")
+    assert result.exit_code == 4
+    assert "model.revision" in result.stderr
+    assert fake_pulumi.calls() == []
+
+
+def test_residency_refusal_is_exit_4(cli, fake_pulumi, spec_file):
+    spec_file.write_text(spec_file.read_text().replace("residency: [EU]", "residency: [IS]"))
+    result = cli("up", spec_file, "-t", "gcp", "--yes")
+    assert result.exit_code == 4
+    assert "no offer of gcp fits" in result.stderr
+    assert fake_pulumi.calls() == []
+
+
+def test_plugin_that_cannot_install_is_exit_3(cli, fake_pulumi, spec_file, monkeypatch):
+    monkeypatch.setenv("FAKE_PULUMI_FAIL", "plugin")
+    result = cli("up", spec_file, "-t", "coreweave", "--yes")
+    assert result.exit_code == 3
+    assert "cannot install the Pulumi plugin kubernetes" in result.stderr
+    assert not [c for c in fake_pulumi.calls() if c[0] == "up"]
+
+
+def test_failed_update_is_exit_1_with_the_engine_message(cli, fake_pulumi, spec_file, monkeypatch):
+    steps = [
+        {"op": "create", "type": "kubernetes:core/v1:Namespace", "name": "namespace"},
+        {"op": "create", "type": "kubernetes:apps/v1:Deployment", "name": "deployment",
+         "fail": True},
+    ]  # fmt: skip
+    fake_pulumi.script(monkeypatch, events=steps)
+    result = cli("up", spec_file, "-t", "coreweave", "--yes")
+    assert result.exit_code == 1
+    assert "deployment could not be created" in result.stderr
+    assert "failed" in result.stderr  # the progress line for the failed resource
+    assert "Traceback" not in result.stderr
+
+
+def test_up_with_replacement_needs_confirmation(cli, fake_pulumi, spec_file, monkeypatch):
+    assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+    steps = [
+        {"op": "create-replacement", "type": "kubernetes:apps/v1:Deployment", "name": "deployment"},
+        {"op": "delete-replaced", "type": "kubernetes:apps/v1:Deployment", "name": "deployment"},
+    ]
+    fake_pulumi.script(monkeypatch, events=steps)
+    before = len([c for c in fake_pulumi.calls() if c[0] == "up"])
+    result = cli("up", spec_file, "-t", "coreweave")
+    assert result.exit_code == 2
+    assert "--yes" in result.stderr
+    calls = fake_pulumi.calls()
+    assert calls[-1][0] != "up" and any(c[0] == "preview" for c in calls)
+    assert len([c for c in calls if c[0] == "up"]) == before
+    assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+
+
+def test_destroy_requires_yes_when_non_interactive(cli, fake_pulumi, spec_file):
+    result = cli("destroy", spec_file, "-t", "coreweave")
+    assert result.exit_code == 2
+    assert "--yes" in result.stderr
+    assert not [c for c in fake_pulumi.calls() if c[0] == "destroy"]
+    result = cli("destroy", spec_file, "-t", "coreweave", "--yes", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert _json(result)["changes"] == {"delete": 3}
+
+
+def test_preview_reports_changes(cli, fake_pulumi, spec_file):
+    result = cli("preview", spec_file, "-t", "coreweave", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = _json(result)
+    assert summary["operation"] == "preview" and summary["changes"] == {"create": 3}
+
+
+def test_outputs_and_status(cli, fake_pulumi, spec_file, monkeypatch):
+    fake_pulumi.script(
+        monkeypatch,
+        outputs={
+            "endpoint_url": "http://mistral-7b-chat.mdeploy.svc.cluster.local",
+            "namespace": "mdeploy",
+            "service_name": "mistral-7b-chat",
+            "api_key": {"secret": "super-secret-key"},
+        },
+    )
+    assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+    result = cli("outputs", spec_file, "-t", "coreweave", "--json")
+    assert result.exit_code == 0, result.stderr
+    outs = _json(result)
+    assert outs["api_key"] == "[secret]" and outs["namespace"] == "mdeploy"
+    status = cli("status", spec_file, "-t", "coreweave", "--json")
+    assert status.exit_code == 0, status.stderr
+    report = _json(status)
+    assert report["deployed"] is True
+    assert report["health"]["state"] == "unknown"
+    assert "port-forward svc/mistral-7b-chat" in report["health"]["detail"]
+    assert "super-secret-key" not in result.stdout + status.stdout
+    human = cli("status", spec_file, "-t", "coreweave")
+    assert human.exit_code == 0, human.stderr
+    assert "deployed" in human.stdout and "health.state" in human.stdout
+    assert "super-secret-key" not in human.stdout
+
+
+def test_ctrl_c_cancels_and_exits_130(cli, fake_pulumi, spec_file, monkeypatch):
+    from pulumi import automation as auto
+
+    def interrupted(self, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(auto.Stack, "up", interrupted)
+    result = cli("up", spec_file, "-t", "coreweave", "--yes")
+    assert result.exit_code == 130
+    assert any(c[0] == "cancel" for c in fake_pulumi.calls())
+
+
+def test_pulumi_home_bin_is_found(fake_pulumi, monkeypatch, tmp_path):
+    from mdeploy.deploy.prereqs import find_pulumi
+
+    home = tmp_path / "pulumi-home"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "pulumi").symlink_to(fake_pulumi.root / "bin" / "pulumi")
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+    monkeypatch.setenv("PULUMI_HOME", str(home))
+    assert find_pulumi() == str(home / "bin" / "pulumi")
+
+
+@pytest.mark.parametrize(
+    ("env", "target", "stack"),
+    [(None, "coreweave", STACK), ("staging", "aws", "mistral-7b-chat-staging-aws")],
+)
+def test_stack_names(env, target, stack):
+    from mdeploy.deploy.program import stack_name
+
+    assert stack_name("mistral-7b-chat", env, target) == stack
