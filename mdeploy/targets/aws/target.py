@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
+from mdeploy.targets._config import config_bool, config_int, config_list
 from mdeploy.targets.aws.registry import ecr_host_parts, repository_for
 from mdeploy.targets.base import EndpointArgs, Target
 
@@ -82,38 +83,6 @@ _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
 _ENV_VALUE_MAX = 1024  # bytes per key and per value (ContainerDefinition.Environment)
 
 
-def _bool(text: str, key: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no", ""):
-        return False
-    raise InputError(f"mdeploy:{key} = {text!r}: expected true or false")
-
-
-def _int(text: str, key: str, low: int, high: int) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise InputError(f"mdeploy:{key} = {text!r}: expected a whole number") from None
-    if not low <= value <= high:
-        raise InputError(f"mdeploy:{key} = {value}: allowed range is {low}–{high}")
-    return value
-
-
-def _list(text: str, key: str) -> tuple[str, ...]:
-    text = text.strip()
-    if text.startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError:
-            raise InputError(f"mdeploy:{key}: not a JSON list") from None
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise InputError(f"mdeploy:{key}: expected a list of strings")
-        return tuple(i.strip() for i in items if i.strip())
-    return tuple(i.strip() for i in text.split(",") if i.strip())
-
-
 @dataclass(frozen=True)
 class AwsSettings:
     """The stack config keys of the module docstring, parsed and checked once."""
@@ -144,19 +113,21 @@ class AwsSettings:
 
         def num(key: str, low: int, high: int, default: int) -> int:
             text = raw(key)
-            return default if text is None else _int(text, key, low, high)
+            return default if text is None else config_int(text, key, low, high)
 
         settings = cls(
-            vpc_subnet_ids=_list(raw("vpcSubnetIds") or "", "vpcSubnetIds"),
-            vpc_security_group_ids=_list(raw("vpcSecurityGroupIds") or "", "vpcSecurityGroupIds"),
+            vpc_subnet_ids=config_list(raw("vpcSubnetIds") or "", "vpcSubnetIds"),
+            vpc_security_group_ids=config_list(
+                raw("vpcSecurityGroupIds") or "", "vpcSecurityGroupIds"
+            ),
             existing_repository_url=raw("existingRepositoryUrl"),
             model_data_url=raw("modelDataUrl"),
             model_s3_prefix=raw("modelS3Prefix"),
             kms_key_arn=raw("kmsKeyArn"),
-            enable_network_isolation=_bool(
+            enable_network_isolation=config_bool(
                 raw("enableNetworkIsolation") or "", "enableNetworkIsolation"
             ),
-            rollback_alarm_names=_list(raw("rollbackAlarmNames") or "", "rollbackAlarmNames"),
+            rollback_alarm_names=config_list(raw("rollbackAlarmNames") or "", "rollbackAlarmNames"),
             canary_percent=num("canaryPercent", 1, 50, 10),
             bake_seconds=num("bakeSeconds", 0, 3600, 600),
             invocations_per_instance_target=num("invocationsPerInstanceTarget", 1, 100_000, 30),

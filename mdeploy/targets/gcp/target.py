@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mdeploy.errors import InputError
+from mdeploy.targets._config import config_bool, config_int
 from mdeploy.targets.base import EndpointArgs, Target
 
 if TYPE_CHECKING:
@@ -82,25 +83,6 @@ _NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9
 _SUPPORTED_REFS = ("env:", "file:", "gcp-sm:")
 
 
-def _truthy(text: str, key: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no", ""):
-        return False
-    raise InputError(f"mdeploy:{key} = {text!r}: expected true or false")
-
-
-def _int(text: str, key: str, low: int, high: int) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise InputError(f"mdeploy:{key} = {text!r}: expected a whole number") from None
-    if not low <= value <= high:
-        raise InputError(f"mdeploy:{key} = {value}: allowed range is {low}–{high}")
-    return value
-
-
 @dataclass(frozen=True)
 class GcpSettings:
     """The stack config keys of the module docstring, parsed and checked once."""
@@ -127,11 +109,13 @@ class GcpSettings:
             project=raw("project"),
             existing_repository=raw("existingRepository"),
             network=raw("network"),
-            dedicated_endpoint=_truthy(raw("dedicatedEndpoint") or "", "dedicatedEndpoint"),
+            dedicated_endpoint=config_bool(raw("dedicatedEndpoint") or "", "dedicatedEndpoint"),
             service_account_email=raw("serviceAccountEmail"),
             kms_key_name=raw("kmsKeyName"),
-            accelerator_duty_cycle=_int(duty, "acceleratorDutyCycle", 1, 100) if duty else None,
-            repository_keep_versions=_int(keep, "repositoryKeepVersions", 1, 1000)
+            accelerator_duty_cycle=config_int(duty, "acceleratorDutyCycle", 1, 100)
+            if duty
+            else None,
+            repository_keep_versions=config_int(keep, "repositoryKeepVersions", 1, 1000)
             if keep
             else None,
         )
