@@ -50,10 +50,12 @@ class RecordedResource:
         return {"parent": self.parent, "depends_on": self.depends_on, "provider": self.provider}
 
 
-def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _fake_outputs(
+    typ: str, name: str, inputs: dict[str, Any], aws_region: str = "eu-west-3"
+) -> dict[str, Any]:
     """Plausible provider-computed outputs so components can build URLs and image refs."""
     out = dict(inputs)
-    region = inputs.get("region") or "eu-west-3"
+    region = inputs.get("region") or aws_region
     if typ == "aws:ecr/repository:Repository":
         repo = inputs.get("name") or name
         out.setdefault("repositoryUrl", f"{_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{repo}")
@@ -79,7 +81,6 @@ _INVOKES: dict[str, dict[str, Any]] = {
         "arn": f"arn:aws:iam::{_ACCOUNT}:user/mock",
         "userId": "MOCK",
     },
-    "aws:index/getRegion:getRegion": {"name": "eu-west-3", "region": "eu-west-3"},
     "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com"},
     "gcp:organizations/getProject:getProject": {"projectId": "mock-project", "number": "1"},
     "gcp:organizations/getClientConfig:getClientConfig": {"project": "mock-project"},
@@ -95,14 +96,17 @@ _INVOKES: dict[str, dict[str, Any]] = {
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers resource creations with their inputs (+ plausible computed outputs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, aws_region: str = "eu-west-3") -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.aws_region = aws_region  # the stack's aws:region, so ARNs and ECR URLs match it
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        return f"{args.name}-id", _fake_outputs(args.typ, args.name, args.inputs)
+        return f"{args.name}-id", _fake_outputs(args.typ, args.name, args.inputs, self.aws_region)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"name": self.aws_region, "region": self.aws_region}, []
         return dict(_INVOKES.get(args.token, {})), []
 
 
@@ -172,7 +176,7 @@ class MockSession:
         self.logger = logger
         self.config = dict(config or {})
         self.secret_keys = list(secret_keys or [])
-        self.mocks = RecordingMocks()
+        self.mocks = RecordingMocks(self.config.get("aws:region", "eu-west-3"))
         self.monitor = RecordingMonitor(self.mocks)
 
     def __enter__(self) -> MockSession:

@@ -10,6 +10,7 @@ import pytest
 
 from mdeploy.deploy.synth import BANNER, MASK, mask_inputs, synth, synth_args
 from mdeploy.errors import PolicyError
+from mdeploy.plan import make_plan
 from mdeploy.spec import load_spec
 
 TARGETS = ("aws", "azure", "gcp", "coreweave")
@@ -74,6 +75,14 @@ def test_same_digest_in_all_four_graphs(facts, loaded):
     assert len(repositories) >= 3  # each cloud pulls from its own registry
     kube = next(g for g in graphs if g["target"] == "kubernetes")
     assert kube["image"] == facts.image  # no mdeploy:registry configured: pulled as is
+
+
+def test_registry_lives_in_the_endpoint_region(loaded):
+    """SageMaker and Vertex pull only from a registry in the endpoint's own region."""
+    for target in ("aws", "gcp"):
+        region = make_plan(loaded.spec, targets=[target]).chosen.region
+        image = synth(loaded, target).to_json()["image"]
+        assert region in image.split("/")[0], (target, region, image)
 
 
 @pytest.mark.parametrize("target", TARGETS)
