@@ -1,0 +1,175 @@
+"""
+The adapter's settings: flags win over `MDEPLOY_*` variables, which win over defaults.
+
+Built once at startup from an environment mapping and explicit overrides, then frozen. Holds
+no secrets (the adapter never sees a key: authentication is the cloud's job) and does no I/O.
+
+Variables read here (all optional):
+
+=========================  ======================================================
+MDEPLOY_PLATFORM           auto | sagemaker | vertex | azureml | plain
+MDEPLOY_ENGINE_URL         an engine already running; the adapter then owns none
+MDEPLOY_ENGINE_PORT        loopback port of the engine the adapter starts (8000)
+MDEPLOY_MAX_BODY_BYTES     request size limit (6 MiB)
+MDEPLOY_ENGINE_TIMEOUT     seconds to wait for engine bytes before a 504 (300)
+MDEPLOY_READY_TTL          seconds a readiness answer is reused (1)
+MDEPLOY_PROBE_TIMEOUT      seconds one engine /health probe may take (1)
+MDEPLOY_GRACE_SECONDS      drain time for in-flight requests on SIGTERM (25)
+=========================  ======================================================
+
+The grace default stays under SageMaker's 30 s between SIGTERM and SIGKILL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from mdeploy.serve.contract import (
+    DEFAULT_MAX_BODY_BYTES,
+    PLATFORMS,
+    Contract,
+    Detection,
+    contract_for,
+    detect,
+)
+
+__all__ = ["ServeConfig", "ServeConfigError", "load_config"]
+
+DEFAULT_ENGINE_PORT = 8000
+DEFAULT_HOST = "0.0.0.0"  # Vertex and Azure reach the container on its pod IP, not loopback.
+
+
+class ServeConfigError(ValueError):
+    """A flag or variable has a value the adapter cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything the adapter needs to start; see the module docstring for the variables."""
+
+    detection: Detection
+    contract: Contract
+    host: str
+    port: int
+    engine_url: str
+    owns_engine: bool
+    engine_port: int
+    max_body_bytes: int
+    engine_timeout: float
+    ready_ttl: float
+    probe_timeout: float
+    grace_seconds: float
+    deployed_model_id: str | None
+
+    @property
+    def platform(self) -> str:
+        return self.contract.platform
+
+
+def load_config(
+    environ: Mapping[str, str],
+    argv: Sequence[str] = (),
+    *,
+    platform: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    engine_url: str | None = None,
+    max_body_bytes: int | None = None,
+    grace_seconds: float | None = None,
+) -> ServeConfig:
+    """
+    Resolve the settings; keyword arguments are the command-line flags (None = not given).
+
+    Raises ServeConfigError naming the flag or variable at fault.
+    """
+    detection = _detection(platform or environ.get("MDEPLOY_PLATFORM") or "auto", environ, argv)
+    try:
+        contract = contract_for(detection.platform, environ)
+    except ValueError as exc:
+        raise ServeConfigError(str(exc)) from None
+    engine_port = _int(environ, "MDEPLOY_ENGINE_PORT", DEFAULT_ENGINE_PORT, low=1, high=65535)
+    url = engine_url or environ.get("MDEPLOY_ENGINE_URL") or None
+    if url is not None:
+        _check_engine_url(url)
+    if max_body_bytes is not None and max_body_bytes < 1:
+        raise ServeConfigError(f"--max-body-bytes {max_body_bytes}: must be at least 1")
+    if grace_seconds is not None and grace_seconds < 0:
+        raise ServeConfigError(f"--grace {grace_seconds}: must not be negative")
+    return ServeConfig(
+        detection=detection,
+        contract=contract,
+        host=host or DEFAULT_HOST,
+        port=_checked_port(port) if port is not None else contract.port,
+        engine_url=(url or f"http://127.0.0.1:{engine_port}").rstrip("/"),
+        owns_engine=url is None,
+        engine_port=engine_port,
+        max_body_bytes=max_body_bytes
+        if max_body_bytes is not None
+        else _int(environ, "MDEPLOY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, low=1),
+        engine_timeout=_float(environ, "MDEPLOY_ENGINE_TIMEOUT", 300.0),
+        ready_ttl=_float(environ, "MDEPLOY_READY_TTL", 1.0, low=0.0),
+        probe_timeout=_float(environ, "MDEPLOY_PROBE_TIMEOUT", 1.0),
+        grace_seconds=grace_seconds
+        if grace_seconds is not None
+        else _float(environ, "MDEPLOY_GRACE_SECONDS", 25.0, low=0.0),
+        deployed_model_id=environ.get("AIP_DEPLOYED_MODEL_ID") or None,
+    )
+
+
+def _detection(choice: str, environ: Mapping[str, str], argv: Sequence[str]) -> Detection:
+    if choice == "auto":
+        return detect(environ, argv)
+    if choice not in PLATFORMS:
+        raise ServeConfigError(
+            f"--platform {choice!r}: expected auto or one of {', '.join(PLATFORMS)}"
+        )
+    return Detection(choice, "chosen with --platform / MDEPLOY_PLATFORM")  # type: ignore[arg-type]
+
+
+def _check_engine_url(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme != "http" or not parts.hostname or port == -1:
+        raise ServeConfigError(
+            f"--engine-url / MDEPLOY_ENGINE_URL {url!r}: expected http://host:port "
+            "(the engine is reached over plain HTTP, normally on loopback)"
+        )
+
+
+def _checked_port(port: int) -> int:
+    if not 0 < port < 65536:
+        raise ServeConfigError(f"--port {port}: not a TCP port")
+    return port
+
+
+def _int(
+    environ: Mapping[str, str], name: str, default: int, *, low: int, high: int | None = None
+) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ServeConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < low or (high is not None and value > high):
+        raise ServeConfigError(f"{name}={raw!r} is out of range")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float, *, low: float = 0.001) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ServeConfigError(f"{name}={raw!r} is not a number") from None
+    if not value >= low:
+        raise ServeConfigError(f"{name}={raw!r} must be at least {low}")
+    return value

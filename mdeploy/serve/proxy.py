@@ -1,0 +1,254 @@
+"""
+The engine as the adapter sees it: requests through one keep-alive pool, answers copied back.
+
+Bytes go through as they come: the response starts as soon as the engine's head arrives
+and each body chunk is sent on as soon as it is read, so a token stream is never held back.
+Engine failures become the answers a cloud understands:
+
+- engine unreachable (refused, reset, closed before answering) → 503 JSON
+- no byte from the engine within the timeout → 504 JSON
+- engine 4xx / 5xx → passed through with the engine's own status and body
+- a stream that breaks after it started → an SSE `error` event ends it (non-SSE bodies are
+  cut short, so the client sees a truncated body rather than a false success)
+
+Request bodies and Authorization headers are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from mdeploy.serve.asgi import HTTPError, Receive, Send
+from mdeploy.serve.upstream import EngineTimeout, Pool, Response, UpstreamError
+
+__all__ = ["Answer", "EngineClient"]
+
+log = logging.getLogger("mdeploy.serve")
+
+Headers = list[tuple[bytes, bytes]]
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones the pool writes itself.
+_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_DROP_REQUEST = _HOP | {b"host", b"content-length", b"expect"}
+# uvicorn writes its own Date; the engine's Server header says nothing the client needs.
+_DROP_RESPONSE = _HOP | {b"date", b"server"}
+# Small answers are sent in one piece: one send instead of two for every non-streamed reply.
+_ONE_PIECE_MAX = 256 * 1024
+_JSON = (b"content-type", b"application/json")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole engine answer (for the calls whose answer the adapter reads itself)."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class EngineClient:
+    """
+    The engine behind `base_url` (http://host:port, loopback in practice), for the adapter's
+    whole life.
+
+    `forward_authorization=False` drops the client's Authorization header: on a cloud the
+    token was meant for the cloud, which already checked it, and must not reach the engine.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        probe_timeout: float,
+        forward_authorization: bool,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"engine URL {base_url!r}: expected http://host:port")
+        self.base_url = base_url
+        self._prefix = parts.path.rstrip("/")
+        self._pool = Pool(parts.hostname, parts.port or 80, connect_timeout=min(timeout, 5.0))
+        self._timeout = timeout
+        self._probe_timeout = probe_timeout
+        self._drop = _DROP_REQUEST if forward_authorization else _DROP_REQUEST | {b"authorization"}
+        self._model: str | None = None
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        self._pool.close()
+
+    def headers(self, incoming: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """The client's headers minus hop-by-hop ones (and Authorization on a cloud)."""
+        drop = self._drop
+        return [(k, v) for k, v in incoming if k not in drop]
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        headers: Headers,
+        *,
+        query: bytes = b"",
+        timeout: float | None = None,
+    ) -> Response:
+        target = self._prefix + path + ("?" + query.decode("latin-1") if query else "")
+        with _engine_errors(self.base_url):
+            return await self._pool.send(
+                method, target, headers, body, timeout=timeout or self._timeout
+            )
+
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes,
+        headers: Headers,
+        send: Send,
+        receive: Receive,
+        query: bytes = b"",
+    ) -> None:
+        """Send one request to the engine and copy its response to the client as it comes."""
+        response = await self._send(method, path, body, headers, query=query)
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [(k, v) for k, v in response.headers if k not in _DROP_RESPONSE],
+                }
+            )
+            content_type = response.header(b"content-type") or b""
+            if content_type.startswith(b"text/event-stream"):
+                await _copy_until_disconnect(response, send, receive)
+            else:
+                await _copy(response, send, sse=False)
+        finally:
+            response.close()
+
+    async def call(self, path: str, payload: dict[str, Any], headers: Headers) -> Answer:
+        """POST one JSON body and read the whole answer (Vertex's per-instance calls)."""
+        body = json.dumps(payload).encode()
+        return await self._whole("POST", path, body, [*headers, _JSON], self._timeout)
+
+    async def _whole(
+        self, method: str, path: str, body: bytes, headers: Headers, timeout: float
+    ) -> Answer:
+        response = await self._send(method, path, body, headers, timeout=timeout)
+        try:
+            with _engine_errors(self.base_url):
+                content = await response.read()
+        finally:
+            response.close()
+        content_type = (response.header(b"content-type") or b"application/json").decode("latin-1")
+        return Answer(response.status, content_type, content)
+
+    async def healthy(self) -> bool:
+        """Whether the engine's /health answers 200 within the probe timeout."""
+        try:
+            answer = await self._whole("GET", "/health", b"", [], self._probe_timeout)
+        except HTTPError:
+            return False
+        return answer.status == 200
+
+    async def served_model(self) -> str | None:
+        """The engine's first served model name (cached once known), or None."""
+        if self._model is None:
+            try:
+                answer = await self._whole("GET", "/v1/models", b"", [], self._probe_timeout)
+                self._model = answer.json()["data"][0]["id"]
+            except (HTTPError, ValueError, LookupError, TypeError):
+                return None
+        return self._model
+
+
+@contextmanager
+def _engine_errors(base_url: str) -> Iterator[None]:
+    """Map failures before the response started to 503 / 504 HTTPErrors."""
+    try:
+        yield
+    except EngineTimeout as exc:
+        raise HTTPError(
+            504, f"the engine did not answer in time: {exc}", "engine_timeout"
+        ) from None
+    except UpstreamError as exc:
+        log.warning("engine unreachable at %s: %s", base_url, exc)
+        raise HTTPError(
+            503,
+            "the inference engine is unavailable (starting, restarting or down)",
+            "engine_unavailable",
+        ) from None
+
+
+async def _copy(response: Response, send: Send, *, sse: bool) -> None:
+    """Copy the engine's body chunk by chunk; end an SSE stream with an error event on failure."""
+    length = response.header(b"content-length")
+    try:
+        if length is not None and length.isdigit() and int(length) <= _ONE_PIECE_MAX:
+            await send({"type": "http.response.body", "body": await response.read()})
+            return
+        async for chunk in response.body():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except UpstreamError as exc:
+        log.warning("engine stream broke after the response started: %s", exc)
+        if sse:
+            await send({"type": "http.response.body", "body": _SSE_BROKEN})
+        # Otherwise leave the response unfinished: the server closes the connection.
+        return
+    await send({"type": "http.response.body", "body": b""})
+
+
+_SSE_BROKEN = (
+    b'data: {"error": {"message": "the inference engine stopped mid-stream", '
+    b'"type": "engine_unavailable", "code": 503}}\n\n'
+)
+
+
+async def _copy_until_disconnect(response: Response, send: Send, receive: Receive) -> None:
+    """
+    Copy a stream, stopping as soon as the client hangs up.
+
+    Dropping the engine connection on a hang-up tells vLLM to abort the generation, so a
+    client that went away stops costing GPU time.
+    """
+    pump = asyncio.ensure_future(_copy(response, send, sse=True))
+    watch = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not pump.done():
+            pump.cancel()
+            log.info("client disconnected mid-stream; engine request aborted")
+        await asyncio.gather(pump, watch, return_exceptions=True)
+    if not pump.cancelled():
+        pump.result()  # re-raise anything unexpected
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

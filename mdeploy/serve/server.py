@@ -1,0 +1,131 @@
+"""
+Run the adapter: start the engine when we own it, serve with uvicorn, exit with a meaning.
+
+Exit codes: 0 after a normal stop; 1 when the owned engine exited (the platform should restart
+the container); on SIGTERM / SIGINT uvicorn drains in-flight requests for the grace period,
+the engine is stopped, and the process ends by that signal, as a container runtime expects.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+from mdeploy.serve.config import ServeConfig
+from mdeploy.serve.engine import EngineProcess, engine_command
+
+__all__ = ["configure_logging", "run", "summary"]
+
+log = logging.getLogger("mdeploy.serve")
+
+# Longer than the 60 s idle timeout of the load balancers in front of every cloud, so the
+# adapter never closes a kept-alive connection the balancer is about to reuse (a 502).
+KEEP_ALIVE_S = 75
+_SECRET_FLAG = re.compile(r"key|token|secret|password", re.IGNORECASE)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send the adapter's log lines, access lines included, to stderr (once)."""
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     mdeploy %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
+def summary(config: ServeConfig, engine_cmd: Sequence[str] | None = None) -> list[str]:
+    """Say what was detected and what will be served, one fact per line."""
+    contract = config.contract
+    routes = ", ".join(f"{name} {path}" for name, path in contract.routes().items())
+    engine = (
+        f"started by the adapter: {' '.join(masked(engine_cmd))}"
+        if engine_cmd
+        else "already running (not owned)"
+    )
+    return [
+        f"platform: {contract.platform} ({config.detection.reason})",
+        f"listening: http://{config.host}:{config.port}",
+        f"routes: {routes}; OpenAI routes /v1/chat/completions, /v1/completions, /v1/models",
+        f"engine: {config.engine_url}, {engine}",
+        f"limits: body {config.max_body_bytes} bytes, engine timeout {config.engine_timeout:g} s, "
+        f"drain {config.grace_seconds:g} s on SIGTERM",
+    ]
+
+
+def _log_lines(lines: list[str]) -> None:
+    for line in lines:
+        log.info("%s", line)
+
+
+def masked(command: Sequence[str]) -> list[str]:
+    """Hide the values of flags that look secret (e.g. `--api-key`), for printing."""
+    out: list[str] = []
+    hide_next = False
+    for arg in command:
+        flag, eq, _ = arg.partition("=")
+        if hide_next:
+            out.append("***")
+        elif eq and flag.startswith("--") and _SECRET_FLAG.search(flag):
+            out.append(f"{flag}=***")
+        else:
+            out.append(arg)
+        hide_next = not eq and arg.startswith("--") and bool(_SECRET_FLAG.search(arg))
+    return out
+
+
+def run(
+    config: ServeConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    announce: Callable[[list[str]], None] | None = None,
+) -> int:
+    """
+    Serve until stopped; return the process exit code.
+
+    `announce` receives the startup summary (default: logged to stderr). Raises
+    EngineConfigError when the engine cannot be started as configured.
+    """
+    import uvicorn  # the heavy import happens only when serving
+
+    from mdeploy.serve.app import Adapter
+
+    configure_logging()
+    environ = os.environ if environ is None else environ
+    command = (
+        engine_command(config.platform, environ, port=config.engine_port)
+        if config.owns_engine
+        else None
+    )
+    (announce or _log_lines)(summary(config, command))
+    process = EngineProcess.start(command) if command else None
+    adapter = Adapter(config, engine=process)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            adapter,
+            host=config.host,
+            port=config.port,
+            lifespan="on",
+            access_log=False,  # the adapter writes its own, without query strings
+            server_header=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=math.ceil(config.grace_seconds),
+        )
+    )
+
+    def stop(code: int) -> None:
+        del code  # Unused: the adapter keeps its exit code; the server only needs to stop.
+        server.should_exit = True
+
+    adapter.on_fatal = stop
+    try:
+        server.run()
+    finally:
+        if process is not None and process.poll() is None:
+            process.stop()
+    return adapter.exit_code
