@@ -413,7 +413,7 @@ def test_endpoint_ids_are_parsed_and_checked() -> None:
 
 @pytest.fixture
 def provider(fake: FakeAzure, credential: StubCredential, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from mdeploy.targets.azure.component import _TrafficProvider
+    from mdeploy.targets.azure.traffic import _TrafficProvider
 
     monkeypatch.setenv(ARM_URL_ENV, fake.url)
     monkeypatch.setattr(ops_module, "_default_credential", lambda: credential)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,15 @@ import pulumi
 import pulumi_aws as aws
 
 from mdeploy.errors import InputError
+from mdeploy.targets.aws.iam import (
+    VPC_ACTIONS,
+    ecr_pull_policy,
+    logs_policy,
+    policy_document,
+    s3_read_policy,
+    secret_resource,
+    statement,
+)
 from mdeploy.targets.aws.target import (
     _ENV_VALUE_MAX,
     AwsSettings,
@@ -56,12 +64,11 @@ from mdeploy.targets.aws.target import (
 )
 from mdeploy.targets.base import EndpointArgs, image_with_registry
 
-__all__ = ["TYPE_TOKEN", "AwsEndpoint", "ecr_pull_policy", "logs_policy", "s3_read_policy"]
+__all__ = ["TYPE_TOKEN", "AwsEndpoint"]
 
 TYPE_TOKEN = "mdeploy:aws:Endpoint"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
-METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 # pulumi_aws 7.x argument classes of the endpoint deployment config, by short name.
 _dc = aws.sagemaker
 _BlueGreen = _dc.EndpointDeploymentConfigBlueGreenUpdatePolicyArgs
@@ -69,74 +76,6 @@ _Routing = _dc.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfig
 _CanarySize = (
     _dc.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationCanarySizeArgs
 )
-_VPC_ACTIONS = [
-    "ec2:CreateNetworkInterface",
-    "ec2:CreateNetworkInterfacePermission",
-    "ec2:DeleteNetworkInterface",
-    "ec2:DeleteNetworkInterfacePermission",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeVpcs",
-    "ec2:DescribeDhcpOptions",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeSecurityGroups",
-]
-
-
-def _statement(actions: Sequence[str], resources: Any, **extra: Any) -> dict[str, Any]:
-    return {"Effect": "Allow", "Action": list(actions), "Resource": resources, **extra}
-
-
-def _policy(*statements: dict[str, Any]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)}, sort_keys=True)
-
-
-def _s3_parts(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def s3_read_policy(data: ModelData, partition: str) -> str:
-    """GetObject on exactly the weights (object or prefix), ListBucket limited to the prefix."""
-    bucket, key = _s3_parts(data.s3_uri or "")
-    if data.url:
-        return _policy(_statement(["s3:GetObject"], f"arn:{partition}:s3:::{bucket}/{key}"))
-    read = _statement(["s3:GetObject"], f"arn:{partition}:s3:::{bucket}/{key}*")
-    listing = _statement(["s3:ListBucket"], f"arn:{partition}:s3:::{bucket}")
-    if key:
-        listing["Condition"] = {"StringLike": {"s3:prefix": [key, f"{key}*"]}}
-    return _policy(read, listing)
-
-
-def ecr_pull_policy(repository_arn: str) -> str:
-    """Pull layers of one repository; the token call has no resource in IAM."""
-    return _policy(
-        _statement(["ecr:GetAuthorizationToken"], "*"),
-        _statement(
-            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            repository_arn,
-        ),
-    )
-
-
-def logs_policy(partition: str, region: str, account: str, endpoint: str) -> str:
-    """Write this endpoint's log group and streams; metrics only in SageMaker's namespace."""
-    group = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
-    return _policy(
-        _statement(["logs:CreateLogGroup", "logs:DescribeLogStreams"], group),
-        _statement(["logs:CreateLogStream", "logs:PutLogEvents"], f"{group}:log-stream:*"),
-        _statement(
-            ["cloudwatch:PutMetricData"],
-            "*",
-            Condition={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-        ),
-    )
-
-
-def _secret_resource(ref: str, partition: str, region: str, account: str) -> str:
-    """IAM resource for an aws-sm reference: the ARN, or a name's ARN with its random suffix."""
-    if ref.startswith("arn:"):
-        return ref
-    return f"arn:{partition}:secretsmanager:{region}:{account}:secret:{ref}-??????"
 
 
 class AwsEndpoint(pulumi.ComponentResource):
@@ -173,7 +112,7 @@ class AwsEndpoint(pulumi.ComponentResource):
             "role",
             name_prefix=f"mdeploy-{names.base}"[:37] + "-",
             description=f"SageMaker execution role of the mdeploy endpoint {names.endpoint}",
-            assume_role_policy=_policy(
+            assume_role_policy=policy_document(
                 {
                     "Effect": "Allow",
                     "Principal": {"Service": "sagemaker.amazonaws.com"},
@@ -279,7 +218,7 @@ class AwsEndpoint(pulumi.ComponentResource):
                 )
                 resources.append(
                     self._account.apply(
-                        lambda acct, t=target: _secret_resource(t, part, region, acct)
+                        lambda acct, t=target: secret_resource(t, part, region, acct)
                     )
                 )
             elif scheme in ("env", "file"):
@@ -357,25 +296,25 @@ class AwsEndpoint(pulumi.ComponentResource):
             docs["model-s3"] = s3_read_policy(data, part)
         if secret_arns:
             docs["secrets"] = pulumi.Output.all(*secret_arns).apply(
-                lambda arns: _policy(
-                    _statement(["secretsmanager:GetSecretValue"], sorted(set(arns)))
+                lambda arns: policy_document(
+                    statement(["secretsmanager:GetSecretValue"], sorted(set(arns)))
                 )
             )
         if self._settings.vpc_subnet_ids:
-            docs["vpc"] = _policy(_statement(_VPC_ACTIONS, "*"))
+            docs["vpc"] = policy_document(statement(VPC_ACTIONS, "*"))
         if self._settings.rollback_alarm_names:
             alarms = self._settings.rollback_alarm_names
             docs["rollback-alarms"] = self._account.apply(
-                lambda a: _policy(
-                    _statement(
+                lambda a: policy_document(
+                    statement(
                         ["cloudwatch:DescribeAlarms"],
                         [f"arn:{part}:cloudwatch:{region}:{a}:alarm:{n}" for n in alarms],
                     )
                 )
             )
         if self._settings.kms_key_arn and (secret_arns or data.s3_uri):
-            docs["kms"] = _policy(
-                _statement(
+            docs["kms"] = policy_document(
+                statement(
                     ["kms:Decrypt"],
                     self._settings.kms_key_arn,
                     Condition={

@@ -6,13 +6,8 @@ Application Insights (or existing ones, by config), ACR, EnvironmentVersion (ima
 adapter routes), OnlineEndpoint (system-assigned identity), role assignments, Key Vault
 secrets, OnlineDeployment, and `traffic`, which routes 100 % to the deployment once it exists.
 
-Why traffic is its own resource: Azure refuses a traffic map naming a deployment that does not
-exist yet, and the deployment needs the endpoint first, so the map cannot be an input of the
-OnlineEndpoint (a cycle), nor of a second OnlineEndpoint with the same name (azure-native will
-not create a resource that already exists). `traffic` depends on the deployment and does what
-`az ml online-endpoint update --traffic` does (GET, edit `properties.traffic`, PUT) through
-`ops.AzureOps`; on destroy it sets {} so the deployment can be deleted. Its diff reads the live
-split, so a split changed by hand is put back by the next `up`.
+Traffic is its own resource (`traffic.EndpointTraffic`, see there why): Azure refuses a traffic
+map naming a deployment that does not exist yet.
 
 Secrets never appear as plain values: `env:NAME` / `file:PATH` values are read on the deployer's
 machine at `up` time into a Key Vault secret (a Pulumi secret); `azure-kv:VAULT/NAME` stays in
@@ -31,7 +26,6 @@ import math
 from typing import Any
 
 import pulumi
-import pulumi.dynamic
 import pulumi_azure_native.applicationinsights as appinsights
 import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.containerregistry as acr
@@ -41,7 +35,7 @@ import pulumi_azure_native.operationalinsights as loganalytics
 import pulumi_azure_native.resources as resources
 import pulumi_azure_native.storage as storage
 
-from mdeploy.errors import InputError, MdeployError
+from mdeploy.errors import InputError
 from mdeploy.serve.contract import (
     AZUREML_LIVENESS_ROUTE,
     AZUREML_PORT,
@@ -61,6 +55,7 @@ from mdeploy.targets.azure.target import (
     read_local_secret,
     repository_name,
 )
+from mdeploy.targets.azure.traffic import EndpointTraffic
 from mdeploy.targets.base import EndpointArgs, image_with_registry
 
 __all__ = [
@@ -500,76 +495,3 @@ def _field(value: Any, name: str) -> Any:
 def _after(resource: Any, value: str) -> pulumi.Output[str]:
     """`value` (a name we chose) as an Output that depends on `resource` being created."""
     return resource.id.apply(lambda _: value)
-
-
-# ---- traffic: a dynamic resource over ops.AzureOps -----------------------------------------
-
-
-class _TrafficProvider(pulumi.dynamic.ResourceProvider):
-    """Sets an endpoint's traffic split after its deployments exist (see module docstring)."""
-
-    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        outs = self._apply(props)
-        return pulumi.dynamic.CreateResult(f"{props['endpoint_id']}/traffic", outs)
-
-    def diff(
-        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
-    ) -> pulumi.dynamic.DiffResult:
-        same = olds.get("endpoint_id") == news.get("endpoint_id") and dict(
-            olds.get("traffic") or {}
-        ) == dict(news.get("traffic") or {})
-        if same:
-            same = _live_traffic(news) in (None, dict(news.get("traffic") or {}))
-        return pulumi.dynamic.DiffResult(changes=not same)
-
-    def update(
-        self, _id: str, _olds: dict[str, Any], news: dict[str, Any]
-    ) -> pulumi.dynamic.UpdateResult:
-        return pulumi.dynamic.UpdateResult(self._apply(news))
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from mdeploy.targets.azure.ops import AzureOps, EndpointRef
-
-        ops = AzureOps(EndpointRef.from_id(props["endpoint_id"]))
-        try:
-            ops.set_traffic({})
-        except MdeployError as exc:
-            if "HTTP 404" not in exc.message:  # the endpoint is already gone
-                raise
-
-    @staticmethod
-    def _apply(props: dict[str, Any]) -> dict[str, Any]:
-        from mdeploy.targets.azure.ops import AzureOps, EndpointRef
-
-        traffic = {str(k): int(v) for k, v in dict(props["traffic"]).items()}
-        AzureOps(EndpointRef.from_id(props["endpoint_id"])).set_traffic(traffic)
-        return {"endpoint_id": props["endpoint_id"], "traffic": traffic}
-
-
-def _live_traffic(props: dict[str, Any]) -> dict[str, int] | None:
-    """The endpoint's current split, or None when it cannot be read (then inputs decide)."""
-    from mdeploy.targets.azure.ops import AzureOps, EndpointRef
-
-    try:
-        return AzureOps(EndpointRef.from_id(props["endpoint_id"])).traffic()
-    except MdeployError:
-        return None
-
-
-class EndpointTraffic(pulumi.dynamic.Resource, module="azure", name="EndpointTraffic"):
-    """The traffic split of an online endpoint, e.g. {"v2": 100}; applied after deployments."""
-
-    endpoint_id: pulumi.Output[str]
-    traffic: pulumi.Output[dict[str, int]]
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        endpoint_id: pulumi.Input[str],
-        traffic: pulumi.Input[dict[str, int]],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__(
-            _TrafficProvider(), name, {"endpoint_id": endpoint_id, "traffic": traffic}, opts
-        )
