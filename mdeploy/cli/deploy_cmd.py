@@ -305,6 +305,57 @@ def outputs_cmd(
             console.print(f"{key:<15} {escape(str(value))}")
 
 
+def _request_body(spec: Path, env: str | None, prompt: str, data: str | None) -> dict[str, Any]:
+    """--data as JSON text or @file, else a one-message chat request for the spec's model."""
+    import json
+
+    from mdeploy.errors import InputError
+    from mdeploy.spec import load_spec
+
+    if data is not None:
+        text = Path(data[1:]).read_text() if data.startswith("@") else data
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"--data: not JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise InputError("--data: expected a JSON object (an OpenAI request body)")
+        return body
+    model = load_spec(spec, env).spec.model.id
+    return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 32}
+
+
+def invoke_cmd(
+    spec: SpecArg,
+    target: RequiredTarget,
+    env: EnvOption = None,
+    prompt: Annotated[
+        str, typer.Option("--prompt", "-p", help="Chat message to send.")
+    ] = "Reply with one word: ready.",
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="A whole OpenAI request body: JSON, or @file."),
+    ] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Stream the reply (SSE).")] = False,
+) -> None:
+    """Send one request through the deployed endpoint: the smoke test after `up`."""
+    with cli_errors():
+        from mdeploy.deploy.stack import invoke
+
+        body = _request_body(spec, env, prompt, data)
+        if stream:
+            body["stream"] = True
+        reply = invoke(_operation(spec, env, target), body, stream=stream)
+        if isinstance(reply, bytes | str):
+            reply = [reply]
+        for chunk in reply:
+            text = chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        if not stream:
+            sys.stdout.write("\n")
+
+
 def register(app: typer.Typer) -> None:
     """Add the deploy commands to the root app."""
     app.command("synth")(synth_cmd)
@@ -313,3 +364,4 @@ def register(app: typer.Typer) -> None:
     app.command("destroy")(destroy_cmd)
     app.command("status")(status_cmd)
     app.command("outputs")(outputs_cmd)
+    app.command("invoke")(invoke_cmd)

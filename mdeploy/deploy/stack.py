@@ -254,6 +254,20 @@ def status(op: Operation) -> dict[str, Any]:
     return report
 
 
+def invoke(op: Operation, body: dict[str, Any], *, stream: bool = False) -> Any:
+    """
+    One request through the deployed endpoint with the target's own client (the smoke test).
+
+    The outputs are read unmasked (a Kubernetes endpoint's API key is one) and stay in
+    memory: only the endpoint's reply is returned.
+    """
+    stack = open_stack(op)
+    outs = {k: getattr(v, "value", v) for k, v in _guarded(stack, stack.outputs, op).items()}
+    if not outs:
+        raise CloudError(f"stack {op.stack} has no outputs", hint="run `mdeploy up` first")
+    return op.target.ops(outs).invoke(body, stream=stream)
+
+
 # --- helpers ---------------------------------------------------------------------------
 
 

@@ -12,6 +12,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -317,3 +320,51 @@ def test_stack_names(env, target, stack):
     from mdeploy.deploy.program import stack_name
 
     assert stack_name("mistral-7b-chat", env, target) == stack
+
+
+class _ChatHandler(BaseHTTPRequestHandler):
+    """A stand-in endpoint: answers chat requests that carry the stack's API key."""
+
+    seen: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _ChatHandler.seen.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                  "body": body})  # fmt: skip
+        ok = self.headers.get("Authorization") == "Bearer super-secret-key"
+        reply = json.dumps({"model": body.get("model"), "choices": [{"text": "ready"}]}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_invoke_is_a_smoke_test_through_the_stack_outputs(cli, fake_pulumi, spec_file,
+                                                          monkeypatch):  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        fake_pulumi.script(
+            monkeypatch,
+            outputs={
+                "endpoint_url": f"http://127.0.0.1:{server.server_address[1]}",
+                "api_key": {"secret": "super-secret-key"},
+            },
+        )
+        assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+        result = cli("invoke", spec_file, "-t", "coreweave", "--prompt", "ping")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["choices"][0]["text"] == "ready"
+        sent = _ChatHandler.seen[-1]
+        assert sent["path"] == "/v1/chat/completions"
+        assert sent["body"]["messages"] == [{"role": "user", "content": "ping"}]
+        assert sent["body"]["model"] == "mistralai/Mistral-7B-Instruct-v0.3"
+        assert "super-secret-key" not in result.stdout + result.stderr
+        bad = cli("invoke", spec_file, "-t", "coreweave", "--data", "{not json")
+        assert bad.exit_code == 2 and "--data" in bad.stderr
+    finally:
+        server.shutdown()
+        server.server_close()

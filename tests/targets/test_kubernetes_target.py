@@ -134,11 +134,15 @@ def test_status_of_unreachable_and_cluster_internal_urls():
 def test_invoke_sends_the_api_key(adapter):
     from mdeploy.errors import CloudError, InputError
 
-    ops = KubernetesOps({"endpoint_url": adapter, "endpoint_name": "m"})
-    reply = ops.invoke([{"role": "user", "content": "hi"}], api_key="k3y")
-    assert reply["model"] == "m"
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    ops = KubernetesOps({"endpoint_url": adapter, "endpoint_name": "m", "api_key": "k3y"})
+    assert json.loads(ops.invoke(body))["model"] == "m"
+    chunks = ops.invoke(body, stream=True)
+    assert not isinstance(chunks, bytes)  # an iterator: chunks are handed on as they arrive
+    assert json.loads(b"".join(chunks))["model"] == "m"
+    wrong = KubernetesOps({"endpoint_url": adapter, "api_key": "wrong"})
     with pytest.raises(CloudError, match="HTTP 401"):
-        ops.invoke([{"role": "user", "content": "hi"}], api_key="wrong")
+        wrong.invoke(body)
     internal = KubernetesOps({"endpoint_url": "http://m.ns.svc.cluster.local"})
     with pytest.raises(InputError):
-        internal.invoke([{"role": "user", "content": "hi"}])
+        internal.invoke(body)

@@ -61,23 +61,39 @@ class KubernetesOps:
             reason = getattr(exc, "reason", exc)
             return {"state": "unreachable", "url": self.url, "detail": str(reason)}
 
-    def invoke(self, messages: list[dict[str, str]], *, api_key: str | None = None) -> Any:
-        """One chat completion through the endpoint (the smoke test); returns the JSON reply."""
+    def invoke(self, body: bytes | str | dict[str, Any], *, stream: bool = False) -> Any:
+        """
+        One OpenAI chat request through the endpoint (the smoke test), as the other targets.
+
+        The API key is the stack's `api_key` output (the Secret the component generated).
+        Returns the reply body, or with `stream=True` an iterator of its chunks.
+        """
         if self.in_cluster_only:
             raise InputError(
                 "the endpoint is only reachable inside the cluster",
                 hint="set mdeploy:ingressHost, or port-forward the service and call it locally",
             )
-        model = self.outputs.get("served_model_name") or self.outputs.get("endpoint_name")
-        body = json.dumps({"model": model, "messages": messages, "max_tokens": 16}).encode()
-        request = urllib.request.Request(self.url + CHAT_PATH, data=body, method="POST")
+        if isinstance(body, dict):
+            body = json.dumps(body)
+        data = body.encode() if isinstance(body, str) else body
+        request = urllib.request.Request(self.url + CHAT_PATH, data=data, method="POST")
         request.add_header("Content-Type", "application/json")
+        api_key = self.outputs.get("api_key")
         if api_key:
             request.add_header("Authorization", f"Bearer {api_key}")
         try:
-            with urllib.request.urlopen(request, timeout=max(self.timeout_s, 60.0)) as resp:
-                return json.loads(resp.read())
+            resp = urllib.request.urlopen(request, timeout=max(self.timeout_s, 60.0))
         except urllib.error.HTTPError as exc:
             raise CloudError(f"{self.url}{CHAT_PATH} answered HTTP {exc.code}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise CloudError(f"{self.url}{CHAT_PATH}: {getattr(exc, 'reason', exc)}") from None
+        if stream:
+            return _chunks(resp)
+        with resp:
+            return resp.read()
+
+
+def _chunks(resp: Any) -> Any:
+    with resp:
+        while chunk := resp.read1(65536):
+            yield chunk
