@@ -237,6 +237,8 @@ def _compose(path: Path, text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if "maximum nesting depth" in problem:  # PyYAML >= 6.0.4 stops deep flow itself
+            raise _issue(path, f"nesting deeper than {MAX_DEPTH} levels", *_lc(mark)) from None
         if exc.context and exc.problem and exc.context_mark is not None:
             problem += f" ({exc.context} at line {exc.context_mark.line + 1})"
         raise _issue(path, f"YAML syntax: {problem}", *_lc(mark)) from None
