@@ -37,12 +37,16 @@ __all__ = ["register"]
 def _load_and_plan(spec_path: Path, env: str | None, target: str | None) -> tuple[LoadedSpec, Plan]:
     from mdeploy.plan import make_plan
     from mdeploy.spec import check_guardrails, load_spec
+    from mdeploy.targets import blocked_targets
 
     loaded = load_spec(spec_path, env)
     if loaded.strict:
         check_guardrails(loaded)
     targets = [target] if target else None
-    return loaded, make_plan(loaded.spec, targets=targets, base_dir=loaded.base_dir)
+    blocked = blocked_targets(loaded.spec)
+    return loaded, make_plan(
+        loaded.spec, targets=targets, base_dir=loaded.base_dir, blocked=blocked
+    )
 
 
 def _money(value: float) -> str:
@@ -160,13 +164,19 @@ def compare(
 ) -> None:
     """Cheapest fitting offer per cloud × region inside the residency, or why none fits."""
     from mdeploy.plan.compare import make_comparison, to_csv, to_markdown
+    from mdeploy.targets import blocked_targets
 
     with cli_errors():
         from mdeploy.spec import load_spec
 
         loaded = load_spec(spec, env)
         targets = [target] if target else None
-        result, rows = make_comparison(loaded.spec, targets=targets, base_dir=loaded.base_dir)
+        result, rows = make_comparison(
+            loaded.spec,
+            targets=targets,
+            base_dir=loaded.base_dir,
+            blocked=blocked_targets(loaded.spec),
+        )
     if as_json:
         print_json({"model": result.model.to_json(), "regions": [r.to_json() for r in rows]})
     elif markdown:

@@ -133,8 +133,10 @@ def _chosen_target(loaded: LoadedSpec) -> str:
     """The planner's overall pick (what `mdeploy plan` recommends)."""
     from mdeploy.errors import PolicyError
     from mdeploy.plan import make_plan
+    from mdeploy.targets import blocked_targets
 
-    plan = make_plan(loaded.spec, base_dir=loaded.base_dir)
+    blocked = blocked_targets(loaded.spec)
+    plan = make_plan(loaded.spec, base_dir=loaded.base_dir, blocked=blocked)
     if plan.chosen is None:
         raise PolicyError(
             "no offer fits this spec on any target",

@@ -6,7 +6,7 @@ Offline and deterministic: the same spec and catalog always give the same plan.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mdeploy.errors import InputError
@@ -52,8 +52,14 @@ def make_plan(
     *,
     targets: Sequence[str] | None = None,
     base_dir: Path | None = None,
+    blocked: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Every offer of the allowed targets, checked and ranked; `chosen` is the cheapest fit."""
+    """
+    Every offer of the allowed targets, checked and ranked; `chosen` is the cheapest fit.
+
+    `blocked` maps targets that cannot deploy this spec to the reason
+    (`mdeploy.targets.blocked_targets`); their offers are rejected with it.
+    """
     from mdeploy.catalog import load_offers
     from mdeploy.plan.pools import pool_offers
 
@@ -64,7 +70,7 @@ def make_plan(
     offers = list(catalog)
     if "kubernetes" in clouds:
         offers += pool_offers(spec)
-    candidates, rejected = rank(offers, spec, model_sizing)
+    candidates, rejected = rank(offers, spec, model_sizing, blocked)
     return Plan(
         model=ModelSizing(
             id=spec.model.id,

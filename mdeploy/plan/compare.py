@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from mdeploy.spec.models import Deployment
 __all__ = ["CompareRow", "compare_rows", "make_comparison", "to_csv", "to_markdown"]
 
 # Lower is closer to fitting: the reason to show when a region has no candidate.
-_CLOSENESS = {"budget": 0, "memory": 1, "tp": 2, "price": 3, "arch": 4, "gpu": 5, "region": 6}
+_CLOSENESS = {"budget": 0, "memory": 1, "tp": 2, "price": 3, "arch": 4, "gpu": 5, "region": 6,
+              "target": 7}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,18 @@ def to_markdown(rows: list[CompareRow]) -> str:
 
 
 def make_comparison(
-    spec: Deployment, *, targets: Sequence[str] | None = None, base_dir: Path | None = None
+    spec: Deployment,
+    *,
+    targets: Sequence[str] | None = None,
+    base_dir: Path | None = None,
+    blocked: Mapping[str, str] | None = None,
 ) -> tuple[Plan, list[CompareRow]]:
     """Plan the spec, then fold the plan into one row per target × region."""
     from mdeploy.catalog import load_offers
     from mdeploy.plan import make_plan
     from mdeploy.plan.pools import pool_offers
 
-    plan = make_plan(spec, targets=targets, base_dir=base_dir)
+    plan = make_plan(spec, targets=targets, base_dir=base_dir, blocked=blocked)
     offers = load_offers(include_flagged=True)
     locations = {(o.target, o.region): (o.country, o.jurisdiction) for o in offers}
     for o in pool_offers(spec):

@@ -1,13 +1,15 @@
 """
 Placement: check every offer of the allowed targets, rank what fits, explain the rest.
 
-Checks run in a fixed order (residency, region, GPU, host CPU, price, budget, tensor parallel,
-memory) so an offer's rejection names the first rule it breaks: the one to act on.
+Checks run in a fixed order (residency, target, region, GPU, host CPU, price, budget, tensor
+parallel, memory) so an offer's rejection names the first rule it breaks: the one to act on.
+`blocked` maps a target that cannot deploy the spec at all to why (the caller asks the
+targets: this layer does not import them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from mdeploy.catalog.models import Offer
 from mdeploy.plan import policy
@@ -25,7 +27,7 @@ def _reject(offer: Offer, code: str, reason: str) -> Rejection:
     return Rejection(offer.target, offer.region, offer.instance_type, reason, code)
 
 
-def _rule_problem(offer: Offer, spec: Deployment) -> Rejection | None:
+def _rule_problem(offer: Offer, spec: Deployment, blocked: Mapping[str, str]) -> Rejection | None:
     """The first placement rule (not memory) that `offer` breaks, if any."""
     placement = spec.placement
     if not policy.allows(
@@ -37,6 +39,9 @@ def _rule_problem(offer: Offer, spec: Deployment) -> Rejection | None:
             f"residency: {offer.region} is in {offer.country} ({offer.jurisdiction}), "
             f"outside {policy.describe(placement.residency)}",
         )
+    if offer.target in blocked:
+        return _reject(offer, "target", f"{offer.target} cannot deploy this spec: "
+                                        f"{blocked[offer.target]}")  # fmt: skip
     if placement.regions and offer.region not in placement.regions:
         return _reject(offer, "region", "region not in placement.regions")
     if placement.gpus and offer.gpu.lower() not in {g.lower() for g in placement.gpus}:
@@ -74,9 +79,11 @@ def _memory_reason(offer: Offer, fit_required: float, fit_usable: float, spec: D
     )
 
 
-def evaluate(offer: Offer, spec: Deployment, sizing: Sizing) -> Candidate | Rejection:
+def evaluate(
+    offer: Offer, spec: Deployment, sizing: Sizing, blocked: Mapping[str, str] | None = None
+) -> Candidate | Rejection:
     """Turn one offer into a candidate, or a rejection that says why and what to change."""
-    problem = _rule_problem(offer, spec)
+    problem = _rule_problem(offer, spec, blocked or {})
     if problem is not None:
         return problem
     tp_problem = tensor_parallel_problem(offer.gpu_count, sizing)
@@ -114,13 +121,16 @@ def evaluate(offer: Offer, spec: Deployment, sizing: Sizing) -> Candidate | Reje
 
 
 def rank(
-    offers: Iterable[Offer], spec: Deployment, sizing: Sizing
+    offers: Iterable[Offer],
+    spec: Deployment,
+    sizing: Sizing,
+    blocked: Mapping[str, str] | None = None,
 ) -> tuple[list[Candidate], list[Rejection]]:
     """All candidates cheapest first (ties: published price before estimate), and rejections."""
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []
     for offer in offers:
-        verdict = evaluate(offer, spec, sizing)
+        verdict = evaluate(offer, spec, sizing, blocked)
         (candidates if isinstance(verdict, Candidate) else rejected).append(verdict)
     candidates.sort(
         key=lambda c: (c.hourly_usd, c.estimate, c.gpu_count, c.target, c.region, c.instance_type)

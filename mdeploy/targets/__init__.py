@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from mdeploy.errors import InputError
 
 if TYPE_CHECKING:
+    from mdeploy.spec.models import Deployment
     from mdeploy.targets.base import Target
 
-__all__ = ["TARGET_NAMES", "deploy_target_for", "get_target"]
+__all__ = ["TARGET_NAMES", "blocked_targets", "deploy_target_for", "get_target"]
 
 TARGET_NAMES = ("aws", "azure", "gcp", "kubernetes")
 # Catalog / placement targets → the deploy target that provisions them.
@@ -43,3 +44,19 @@ def get_target(name: str) -> Target:
     folder = deploy_target_for(name)
     module = import_module(f"mdeploy.targets.{folder}.target")
     return module.TARGET
+
+
+def blocked_targets(spec: Deployment) -> dict[str, str]:
+    """
+    Placement targets of the spec that cannot deploy it, each with the first reason and fix.
+
+    Fed to the planner so it never chooses an offer on a cloud that would refuse the spec
+    at `up` (a secret kind that cloud cannot read, auth it cannot switch off, ...).
+    """
+    blocked = {}
+    for name in spec.placement.clouds:
+        problems = get_target(name).unsupported(spec)
+        if problems:
+            field, why = sorted(problems.items())[0]
+            blocked[name] = f"{field}: {why}"
+    return blocked

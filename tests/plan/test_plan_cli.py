@@ -136,3 +136,17 @@ def test_context_beyond_the_models_limit_is_refused(tmp_path):
     result = runner.invoke(app, ["plan", str(path)])
     assert result.exit_code == 2
     assert "model.max_context" in result.stderr and "32768" in result.stderr
+
+
+def test_targets_that_cannot_deploy_the_spec_are_never_chosen(tmp_path):
+    """gcp-sm secrets are readable on Vertex only: the other clouds are rejected, with why."""
+    spec = (ROOT / "examples/mistral-7b-eu.yaml").read_text()
+    path = tmp_path / "gcp-secret.yaml"
+    path.write_text(spec.replace("env:HF_TOKEN", "gcp-sm:projects/p/secrets/hf/versions/1"))
+    code, plan = _plan_json(str(path))
+    assert code == 0
+    assert {c["target"] for c in plan["candidates"]} == {"gcp"}
+    reasons = [r["reason"] for r in plan["rejected"] if r["target"] == "aws"]
+    assert reasons and all("aws cannot deploy this spec" in r for r in reasons
+                           if not r.startswith("residency"))  # fmt: skip
+    assert any("serving.secrets.HF_TOKEN" in r for r in reasons)
