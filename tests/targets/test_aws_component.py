@@ -290,7 +290,7 @@ def test_network_isolation_with_s3_weights(endpoint_args_aws) -> None:
 def test_variant_uses_startup_timeouts_and_instance_shape(pulumi_mocks, endpoint_args_aws) -> None:
     _run(pulumi_mocks, endpoint_args_aws)
     (variant,) = pulumi_mocks.one(CONFIG).inputs["productionVariants"]
-    assert variant["variantName"] == "v1"
+    assert variant["variantName"] == "primary"
     assert variant["instanceType"] == "ml.g5.2xlarge"
     assert variant["initialInstanceCount"] == endpoint_args_aws.replicas_min
     assert variant["modelName"] == pulumi_mocks.one(MODEL).inputs["name"]
@@ -374,7 +374,7 @@ def test_autoscaling_when_max_exceeds_min(pulumi_mocks, endpoint_args_aws) -> No
     _run(pulumi_mocks, endpoint_args_aws)
     target = pulumi_mocks.one(SCALING_TARGET).inputs
     assert target["serviceNamespace"] == "sagemaker"
-    assert target["resourceId"] == "endpoint/mistral-7b-chat/variant/v1"
+    assert target["resourceId"] == "endpoint/mistral-7b-chat/variant/primary"
     assert target["scalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
     assert (target["minCapacity"], target["maxCapacity"]) == (1, 2)
     policy = pulumi_mocks.one(SCALING_POLICY).inputs

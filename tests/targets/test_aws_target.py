@@ -27,7 +27,6 @@ from mdeploy.targets.aws.target import (
     repository_name,
     resource_names,
     runtime_url,
-    variant_name,
     volume_size_gb,
     volume_size_supported,
 )
@@ -55,18 +54,17 @@ def test_stack_config_sets_the_region(endpoint_args_aws) -> None:
     assert TARGET.stack_config(endpoint_args_aws) == {"aws:region": "eu-west-3"}
 
 
-@pytest.mark.parametrize(
-    ("version", "expected"), [("1", "v1"), ("1.2", "v1-2"), ("2024_05/rc", "v2024-05-rc")]
-)
-def test_variant_name_is_sanitised(version: str, expected: str) -> None:
-    assert variant_name(version) == expected
+def test_variant_name_survives_a_new_model_version(endpoint_args_aws) -> None:
+    """Blue/green updates need the same variant name in the old and the new config."""
+    v2 = dataclasses.replace(endpoint_args_aws, model_version="2")
+    assert resource_names(endpoint_args_aws).variant == resource_names(v2).variant
 
 
 def test_names_fit_sagemaker_limits(endpoint_args_aws) -> None:
     long = dataclasses.replace(endpoint_args_aws, name="a" * 40, env="staging-europe-west")
     names = resource_names(long)
     config = hashed_name(names.base, "anything")
-    for name in (names.endpoint, config, variant_name("9" * 80)):
+    for name in (names.endpoint, config, names.variant):
         assert SAGEMAKER_NAME.match(name) and len(name) <= 63, name
     assert resource_names(endpoint_args_aws).endpoint == "mistral-7b-chat"
     assert resource_names(dataclasses.replace(endpoint_args_aws, env="prod")).endpoint == (

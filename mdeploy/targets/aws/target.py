@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TARGET",
+    "VARIANT_NAME",
     "AwsSettings",
     "AwsTarget",
     "ModelData",
@@ -64,7 +65,6 @@ __all__ = [
     "repository_name",
     "resource_names",
     "runtime_url",
-    "variant_name",
     "volume_size_gb",
     "volume_size_supported",
 ]
@@ -177,10 +177,10 @@ def _fit(text: str, limit: int = SAGEMAKER_NAME_MAX) -> str:
 
 
 def resource_names(args: EndpointArgs) -> ResourceNames:
-    """The endpoint name (stable across updates) and the production variant name."""
+    """The endpoint and production variant names, both stable across updates."""
     base = args.name if args.env in ("", "default") else f"{args.name}-{args.env}"
     base = _fit(base, _BASE_MAX)
-    return ResourceNames(base=base, endpoint=base, variant=variant_name(args.model_version))
+    return ResourceNames(base=base, endpoint=base, variant=VARIANT_NAME)
 
 
 def hashed_name(base: str, *parts: object) -> str:
@@ -189,9 +189,10 @@ def hashed_name(base: str, *parts: object) -> str:
     return f"{_fit(base, _BASE_MAX)}-{digest[:8]}"
 
 
-def variant_name(model_version: str) -> str:
-    """Production variant "v<version>", sanitised: "1.2" → "v1-2"."""
-    return _fit("v" + model_version)
+# SageMaker blue/green and rolling updates require the new endpoint config to keep the old
+# variant name (deployment-guardrails-exclusions), so the name never follows model.version:
+# a new version is a new model + config behind the same variant, shifted by the update policy.
+VARIANT_NAME = "primary"
 
 
 def repository_name(args: EndpointArgs) -> str:
