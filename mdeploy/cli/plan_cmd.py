@@ -84,6 +84,8 @@ def _best_per_target(plan: Plan) -> list[Candidate]:
 def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
     spec, m = loaded.spec, plan.model
     env = f" · env [bold]{loaded.env}[/]" if loaded.env else ""
+    if loaded.strict:
+        env += " · [green]prod guardrails pass[/]"
     console.print(f"[bold]{spec.metadata.name}[/]{env} · {escape(m.id)} ({m.params_b:g} B params)")
     console.print(
         f"weights [bold]{m.weights_gib:.1f} GiB[/] · KV cache [bold]{m.kv_cache_gib:.1f} GiB[/] "
