@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mdeploy.errors import EXIT_INPUT, MdeployError
+from mdeploy.errors import EXIT_INPUT, EXIT_PREREQUISITE, MdeployError
 
 __all__ = [
     "EnvOption",
@@ -54,6 +54,32 @@ JsonOption = Annotated[
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
+# Optional packages → the extra that installs them (pyproject.toml [project.optional-dependencies]).
+_EXTRAS = {
+    "pulumi": "aws|azure|gcp|kubernetes",
+    "pulumi_aws": "aws",
+    "boto3": "aws",
+    "botocore": "aws",
+    "pulumi_azure_native": "azure",
+    "azure": "azure",
+    "pulumi_gcp": "gcp",
+    "google": "gcp",
+    "httpx": "gcp",
+    "pulumi_kubernetes": "kubernetes",
+    "pulumi_random": "kubernetes",
+    "uvicorn": "serve",
+}
+
+
+def missing_package_hint(module: str) -> str:
+    """How to install the optional dependency a command needs, from the module's name."""
+    extra = _EXTRAS.get(module.split(".")[0])
+    if extra is None:
+        return "reinstall mdeploy with all extras: pip install 'mdeploy[all]'"
+    choices = " or ".join(f"'mdeploy[{e}]'" for e in extra.split("|"))
+    return f"install the optional dependencies: pip install {choices} (or 'mdeploy[all]')"
+
+
 def print_json(data: Any) -> None:
     """Write JSON to stdout unstyled, so pipes and CI parsers get exactly the document."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
@@ -70,6 +96,14 @@ def cli_errors() -> Iterator[None]:
         if exc.hint:
             err_console.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
+    except ModuleNotFoundError as exc:
+        # Cloud SDKs are optional extras, imported only by the command that needs them.
+        name = exc.name or "a package"
+        if name.split(".")[0] == "mdeploy":
+            raise  # a broken install of mdeploy itself, not a missing extra
+        err_console.print(f"[bold red]error:[/] this command needs the Python package {name!r}")
+        err_console.print(f"[dim]hint:[/] {escape(missing_package_hint(name))}", soft_wrap=True)
+        raise typer.Exit(EXIT_PREREQUISITE) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
