@@ -5,11 +5,12 @@
 # Where the weights are, first match wins:
 #   MDEPLOY_MODEL                a path or Hugging Face id, used as is
 #   Vertex AI                    AIP_STORAGE_URI (gs://...) is downloaded to MDEPLOY_WEIGHTS_DIR
-#   Azure ML                     AZUREML_MODEL_DIR, mounted by the platform
+#   Azure ML                     AZUREML_MODEL_DIR, mounted by the platform, when not empty
 #   SageMaker                    /opt/ml/model (the unpacked ModelDataUrl), when not empty
 #   Kubernetes, anything else    MDEPLOY_MODEL_SOURCE: hf://ORG/NAME (the engine downloads it,
 #                                at MDEPLOY_MODEL_REVISION), s3:// or gs:// (downloaded here),
 #                                or the path of a mounted volume
+#   no source in the spec        MDEPLOY_MODEL_ID, a Hugging Face id the engine downloads
 # In a mounted or downloaded tree the model is the shallowest folder holding config.json.
 #
 # SageMaker starts the container as `docker run IMAGE serve`: that argument is dropped, the
@@ -61,7 +62,7 @@ elif [ -n "${AIP_STORAGE_URI:-}" ]; then
   platform=vertex
   fetched=$(fetch "$AIP_STORAGE_URI")
   model=$(model_root "$fetched")
-elif [ -n "${AZUREML_MODEL_DIR:-}" ]; then
+elif [ -n "${AZUREML_MODEL_DIR:-}" ] && [ -n "$(ls -A "$AZUREML_MODEL_DIR" 2>/dev/null)" ]; then
   platform=azureml
   model=$(model_root "$AZUREML_MODEL_DIR")
 elif [ -d "$sagemaker_dir" ] && [ -n "$(ls -A "$sagemaker_dir" 2>/dev/null)" ]; then
@@ -85,8 +86,12 @@ elif [ -n "${MDEPLOY_MODEL_SOURCE:-}" ]; then
       model=$(model_root "$MDEPLOY_MODEL_SOURCE")
       ;;
   esac
+elif [ -n "${MDEPLOY_MODEL_ID:-}" ]; then
+  # model.source is optional in the spec: every target then passes model.id only.
+  platform=hub
+  model=$MDEPLOY_MODEL_ID
 else
-  log "no model: set MDEPLOY_MODEL_SOURCE (hf://, s3://, gs:// or a mounted path), or run on SageMaker, Vertex AI or Azure ML"
+  log "no model: set MDEPLOY_MODEL_SOURCE (hf://, s3://, gs:// or a mounted path) or MDEPLOY_MODEL_ID, or run on SageMaker, Vertex AI or Azure ML"
   exit 64
 fi
 log "model ($platform): $model"

@@ -138,6 +138,71 @@ def test_hub_source_is_left_to_the_engine_with_flags_from_the_environment(
     ]  # fmt: skip
 
 
+def test_empty_azure_model_dir_falls_through_to_the_source(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # mdeploy attaches no model asset on Azure ML: a model dir without files (absent or
+    # empty) must not become --model; the deployment's MDEPLOY_MODEL_SOURCE is used.
+    (tmp_path / "azureml-models").mkdir()
+    env.update(
+        AZUREML_MODEL_DIR=str(tmp_path / "azureml-models"), MDEPLOY_MODEL_SOURCE="hf://acme/m"
+    )
+    record, proc = start(env)
+    assert flag(record["engine_args"], "--model") == "acme/m"
+    assert "(source)" in proc.stderr
+    env["AZUREML_MODEL_DIR"] = str(tmp_path / "absent")
+    record, _ = start(env)
+    assert flag(record["engine_args"], "--model") == "acme/m"
+
+
+def test_model_id_is_the_hub_fallback_when_the_spec_has_no_source(env: dict[str, str]) -> None:
+    # model.source is optional in the spec; every target still passes MDEPLOY_MODEL_ID (and
+    # Kubernetes an empty MDEPLOY_MODEL_SOURCE), which the engine downloads from the Hub.
+    env.update(
+        MDEPLOY_MODEL_ID="acme/tiny-model",
+        MDEPLOY_MODEL_SOURCE="",
+        MDEPLOY_MODEL_REVISION="0123456789abcdef0123456789abcdef01234567",
+    )
+    record, proc = start(env)
+    assert flag(record["engine_args"], "--model") == "acme/tiny-model"
+    assert flag(record["engine_args"], "--revision") == env["MDEPLOY_MODEL_REVISION"]
+    assert "(hub)" in proc.stderr
+
+
+def test_an_explicit_source_wins_over_the_model_id(env: dict[str, str]) -> None:
+    env.update(MDEPLOY_MODEL_ID="acme/tiny-model", MDEPLOY_MODEL_SOURCE="hf://acme/other")
+    record, _ = start(env)
+    assert flag(record["engine_args"], "--model") == "acme/other"
+
+
+def _image_env() -> dict[str, str]:
+    """The ENV of templates/Dockerfile (one ENV instruction, `\\`-continued KEY=VALUE lines)."""
+    joined = (REPO / "templates" / "Dockerfile").read_text().replace("\\\n", " ")
+    (line,) = [ln for ln in joined.splitlines() if ln.startswith("ENV ")]
+    return dict(item.split("=", 1) for item in line.split()[1:])
+
+
+def test_image_env_answers_getuser_for_a_uid_without_passwd_entry() -> None:
+    # The image runs as 10001, which has no /etc/passwd entry (no RUN step adds one); torch's
+    # inductor cache calls getpass.getuser() when vLLM starts, which then needs USER/LOGNAME.
+    code = (
+        "import getpass, pwd\n"
+        "def missing(uid):\n"
+        "    raise KeyError(f'getpwuid(): uid not found: {uid}')\n"
+        "pwd.getpwuid = missing\n"
+        "print(getpass.getuser())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={"PATH": "/usr/bin:/bin", **_image_env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip()
+
+
 def test_no_model_anywhere_is_a_clear_failure(env: dict[str, str]) -> None:
     proc = subprocess.run(
         [str(ENTRYPOINT)], env=env, cwd=env["HOME"], capture_output=True, text=True, timeout=60

@@ -171,6 +171,30 @@ def test_supported_spec_has_no_reasons() -> None:
     assert TARGET.unsupported(_spec(auth="iam", secrets={"HF_TOKEN": "env:HF_TOKEN"})) == {}
 
 
+@pytest.mark.parametrize(
+    ("source", "refused"),
+    [
+        # No model asset is attached: the image fetches the weights, and it has no az://
+        # download, and gs:// needs the GCE metadata server, which Azure does not have.
+        ("az://account/container/model", True),
+        ("gs://bucket/model", True),
+        ("hf://mistralai/Mistral-7B-Instruct-v0.3", False),
+        ("s3://bucket/model", False),
+        (None, False),
+    ],
+)
+def test_weights_the_image_cannot_fetch_on_azure_are_unsupported(
+    source: str | None, refused: bool
+) -> None:
+    spec = _spec()
+    if source:
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"source": source})})
+    reasons = TARGET.unsupported(spec)
+    assert ("model.source" in reasons) is refused
+    if refused:
+        assert "hf://" in reasons["model.source"]
+
+
 # ---- credentials ------------------------------------------------------------------------
 
 

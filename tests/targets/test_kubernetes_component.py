@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -114,6 +115,44 @@ def test_security_context_is_restricted(pulumi_mocks, endpoint_args_coreweave):
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["sizeLimit"]
     hf_home = _env(c)["HF_HOME"]["value"]
     assert hf_home.startswith("/cache")
+
+
+def _image_env() -> dict[str, str]:
+    """The ENV of templates/Dockerfile (one ENV instruction, `\\`-continued KEY=VALUE lines)."""
+    text = (Path(__file__).resolve().parents[2] / "templates" / "Dockerfile").read_text()
+    joined = text.replace("\\\n", " ")
+    (line,) = [ln for ln in joined.splitlines() if ln.startswith("ENV ")]
+    return dict(item.split("=", 1) for item in line.split()[1:])
+
+
+def test_every_path_the_engine_writes_is_on_a_volume(pulumi_mocks, endpoint_args_coreweave):
+    """
+    The root filesystem is read-only: each location vLLM, Triton, the Hub client and the
+    entrypoint write to (the image's /home/mdeploy paths, as the pod overrides them) must be
+    on a mounted volume, else the engine dies creating its torch.compile cache.
+    """
+    _, dep = _deploy(pulumi_mocks, endpoint_args_coreweave)
+    c = _container(dep)
+    image_env = _image_env()
+    env = {**image_env, **{k: v["value"] for k, v in _env(c).items() if "value" in v}}
+    mounts = [m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")]
+    writable = ("HOME", "XDG_CACHE_HOME", "HF_HOME", "MDEPLOY_WEIGHTS_DIR")
+    assert set(writable) <= set(image_env)
+    for name in writable:
+        path = env[name]
+        assert any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts), (name, path)
+    # Nothing still points into the image's read-only home.
+    assert not [k for k, v in env.items() if v.startswith(image_env["HOME"])]
+    # Downloads and compile caches share the volume sized for the weights, not /tmp (1 GiB).
+    assert env["XDG_CACHE_HOME"].startswith("/cache/") and env["MDEPLOY_WEIGHTS_DIR"].startswith(
+        "/cache/"
+    )
+
+
+def test_no_service_link_variables(pulumi_mocks, endpoint_args_coreweave):
+    # A Service named `vllm` would inject VLLM_PORT=tcp://..., which vLLM refuses at start.
+    _, dep = _deploy(pulumi_mocks, endpoint_args_coreweave)
+    assert dep["spec"]["template"]["spec"]["enableServiceLinks"] is False
 
 
 def test_namespace_is_pod_security_restricted(pulumi_mocks, endpoint_args_coreweave):
@@ -250,6 +289,27 @@ def test_iam_auth_needs_an_auth_service(pulumi_mocks, endpoint_args_coreweave):
     with pytest.raises(InputError, match=r"serving\.auth") as err:
         pulumi_mocks.run(lambda: KubernetesEndpoint("ep", args))
     assert "mdeploy:ingressAuthUrl" in (err.value.hint or "")
+
+
+def test_iam_auth_without_an_ingress_is_refused(pulumi_mocks, endpoint_args_coreweave):
+    # The auth URL is enforced by the Ingress only: with no host there is no Ingress, and the
+    # endpoint would run with no authentication at all.
+    args = dataclasses.replace(endpoint_args_coreweave, auth="iam")
+    pulumi_mocks.set_config({"mdeploy:ingressAuthUrl": "https://auth.example.com/check"})
+    with pytest.raises(InputError, match=r"serving\.auth") as err:
+        pulumi_mocks.run(lambda: KubernetesEndpoint("ep", args))
+    assert "mdeploy:ingressHost" in (err.value.hint or "")
+
+
+def test_iam_auth_with_host_and_auth_url_is_accepted(pulumi_mocks, endpoint_args_coreweave):
+    args = dataclasses.replace(endpoint_args_coreweave, auth="iam")
+    config = {
+        "mdeploy:ingressHost": "llm.example.com",
+        "mdeploy:ingressAuthUrl": "https://auth.example.com/check",
+    }
+    _deploy(pulumi_mocks, args, config)
+    notes = pulumi_mocks.one(INGRESS).inputs["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/auth-url"] == "https://auth.example.com/check"
 
 
 def test_outputs_and_parenting(pulumi_mocks, endpoint_args_coreweave):

@@ -81,6 +81,30 @@ def test_cloud_secret_managers_are_unsupported():
     assert list(TARGET.unsupported(spec)) == ["serving.secrets.A"]
 
 
+@pytest.mark.parametrize(
+    ("source", "refused"),
+    [
+        ("az://account/container/model", True),  # the entrypoint stops on it: a crash loop
+        ("hf://x/y", False),
+        ("s3://bucket/model", False),
+        ("gs://bucket/model", False),
+        (None, False),  # the engine downloads model.id
+    ],
+)
+def test_weights_the_image_cannot_fetch_are_unsupported(source, refused):
+    from mdeploy.spec.models import Deployment
+
+    model = {"id": "x/y", **({"source": source} if source else {})}
+    spec = Deployment.model_validate({
+        "apiVersion": "mdeploy/v1", "kind": "Deployment", "metadata": {"name": "m"},
+        "model": model,
+    })  # fmt: skip
+    reasons = TARGET.unsupported(spec)
+    assert ("model.source" in reasons) is refused
+    if refused:
+        assert "hf://" in reasons["model.source"]
+
+
 class _Handler(BaseHTTPRequestHandler):
     ready = True
 

@@ -397,6 +397,15 @@ class AzureTarget(Target):
                 parse_secret_ref(env_name, ref)
             except InputError as exc:
                 out[f"serving.secrets.{env_name}"] = f"{exc.message}; {exc.hint}"
+        # The deployment attaches no model asset: the image fetches the weights itself, and it
+        # downloads only hf:// (the engine), s3:// (boto3) and gs:// (the GCE metadata
+        # server's token, which exists only on Google Cloud).
+        source = spec.model.source or ""
+        if source.startswith(("az://", "gs://")):
+            out["model.source"] = (
+                f"{source.split('://', 1)[0]}:// weights are not downloaded by the image on "
+                "Azure ML; use hf:// (or leave model.source out: the engine downloads model.id)"
+            )
         return out
 
     def ops(self, outputs: dict[str, Any]) -> Any:

@@ -354,9 +354,11 @@ def _check_supported(args: EndpointArgs, cfg: pulumi.Config) -> None:
             hint="use k8s:SECRET/KEY (e.g. synced by External Secrets Operator), env:NAME "
             "or file:PATH",
         )
-    if args.auth == "iam" and not cfg.get("ingressAuthUrl"):
+    # The auth URL acts only through the Ingress: without a host there is none, and the
+    # endpoint would be served with no authentication at all.
+    if args.auth == "iam" and not (cfg.get("ingressAuthUrl") and cfg.get("ingressHost")):
         raise InputError(
-            "serving.auth: iam on kubernetes needs an external auth service",
+            "serving.auth: iam on kubernetes needs an Ingress with an external auth service",
             hint="pulumi config set mdeploy:ingressHost <host> and mdeploy:ingressAuthUrl <url>, "
             "or use auth: key",
         )

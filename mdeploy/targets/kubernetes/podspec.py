@@ -57,7 +57,15 @@ def pod_labels(args: EndpointArgs) -> dict[str, str]:
 
 
 def engine_env(args: EndpointArgs) -> list[core.EnvVarArgs]:
-    """The model and engine settings the image's entrypoint reads (plain values only)."""
+    """
+    The model and engine settings the image's entrypoint reads (plain values only).
+
+    The root filesystem is read-only, so every path the image points at /home/mdeploy
+    (templates/Dockerfile: HOME, XDG_CACHE_HOME, HF_HOME, MDEPLOY_WEIGHTS_DIR) is moved onto
+    the `cache` volume: vLLM keeps its torch.compile cache under $XDG_CACHE_HOME/vllm and
+    fails to start when it cannot create it; Triton and FlashInfer write under $HOME; s3://
+    and gs:// weights are downloaded to MDEPLOY_WEIGHTS_DIR.
+    """
     values = {
         "MDEPLOY_PLATFORM": "plain",
         "MDEPLOY_MODEL_ID": args.model_id,
@@ -65,8 +73,10 @@ def engine_env(args: EndpointArgs) -> list[core.EnvVarArgs]:
         "MDEPLOY_MODEL_REVISION": args.model_revision,
         "MDEPLOY_SERVED_MODEL_NAME": args.served_model_name,
         "MDEPLOY_ENGINE_ARGS": json.dumps(list(args.engine_args)),
+        "HOME": CACHE_DIR,
+        "XDG_CACHE_HOME": f"{CACHE_DIR}/.cache",
         "HF_HOME": f"{CACHE_DIR}/huggingface",
-        "HOME": "/tmp",
+        "MDEPLOY_WEIGHTS_DIR": f"{CACHE_DIR}/weights",
     }
     return [core.EnvVarArgs(name=k, value=v) for k, v in values.items()]
 
@@ -150,6 +160,9 @@ def deployment_spec(
             spec=core.PodSpecArgs(
                 service_account_name=account,
                 automount_service_account_token=False,
+                # No Docker-link variables: a Service named `vllm` in the namespace would set
+                # VLLM_PORT=tcp://..., which vLLM refuses at start (vllm/envs.py).
+                enable_service_links=False,
                 termination_grace_period_seconds=60,
                 image_pull_secrets=[core.LocalObjectReferenceArgs(name=pull_secret)]
                 if pull_secret

@@ -124,6 +124,14 @@ class KubernetesTarget(Target):
                     "cloud secret managers are not read by the cluster; use k8s:SECRET/KEY "
                     "(e.g. synced by External Secrets Operator), env:NAME or file:PATH"
                 )
+        # templates/entrypoint.sh fetches hf://, s3:// and gs:// only; any other scheme stops
+        # the container at start, so the pod would only crash-loop.
+        source = spec.model.source or ""
+        if source.startswith("az://"):
+            out["model.source"] = (
+                "az:// weights are not downloaded by the image; use hf://, s3:// or gs://, "
+                "or leave model.source out (the engine downloads model.id from the Hub)"
+            )
         return out
 
     def ops(self, outputs: dict[str, Any]) -> Any:
