@@ -60,9 +60,7 @@ def _table(title: str) -> Table:
     """A left-titled Rich table; imported here so `mdeploy --help` does not pay for it."""
     from rich.table import Table
 
-    return Table(
-        title=title, title_justify="left", box=None, header_style="bold", pad_edge=False
-    )
+    return Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
 
 
 def _offers_table(offers: list[Offer], *, show_flags: bool) -> Table:

@@ -88,19 +88,23 @@ def passphrase_env(prompt: PassphrasePrompt | None) -> dict[str, str]:
     """
     The env that lets Pulumi's passphrase secrets provider open the stack state.
 
-    PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE pass through untouched; otherwise
-    `prompt` asks (interactive only), else exit 3 saying what to set.
+    PULUMI_CONFIG_PASSPHRASE passes through untouched. PULUMI_CONFIG_PASSPHRASE_FILE is handed
+    on as an absolute path: the Pulumi CLI runs in the stack's workspace folder under
+    MDEPLOY_HOME and reads the path as given, so a relative (or `~`) path checked here would
+    name another file, or none, there. Otherwise `prompt` asks (interactive only), else exit 3
+    saying what to set.
     """
     if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None:
         return {}
     path = os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     if path:
-        if not Path(path).expanduser().is_file():
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.is_file():
             raise PrerequisiteError(
                 f"PULUMI_CONFIG_PASSPHRASE_FILE={path} does not exist",
                 hint="point it at a file holding the stack passphrase",
             )
-        return {}
+        return {"PULUMI_CONFIG_PASSPHRASE_FILE": str(resolved)}
     if prompt is None:
         raise PrerequisiteError(
             "no passphrase for the stack's encrypted state",

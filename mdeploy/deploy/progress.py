@@ -10,11 +10,14 @@ hold secrets): only operation, type, name and the engine's own diagnostics.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +26,13 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["DESTRUCTIVE_OPS", "Progress", "ResourceRow", "interactive_terminal"]
+__all__ = [
+    "DESTRUCTIVE_OPS",
+    "Progress",
+    "ResourceRow",
+    "clean_message",
+    "interactive_terminal",
+]
 
 # Operations that remove or recreate a live resource: an `up` that plans one asks first.
 DESTRUCTIVE_OPS = frozenset({"delete", "replace", "create-replacement", "delete-replaced"})
@@ -39,6 +48,26 @@ _SYMBOL = {
     "refresh": "r",
 }
 _COLOR = {"+": "green", "~": "yellow", "-": "red", "+-": "magenta", "++": "magenta", "--": "red"}
+# The engine sends diagnostics with `color: "raw"`: Pulumi colour directives such as
+# `<{%reset%}>` or `<{%fg 1%}>` stay in the text whatever --color says (older CLIs also
+# left ANSI escapes in it).
+_DIRECTIVES = re.compile(r"<\{%[^%]*%\}>|\x1b\[[0-9;?]*[ -/]*[@-~]")
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def clean_message(message: str) -> str:
+    """
+    An engine diagnostic as a person should read it: no colour directives, no traceback.
+
+    A failing inline program reaches the engine as "python inline source runtime error: ERR"
+    followed by the Python traceback; ERR is kept, the traceback is not.
+
+    >>> clean_message("<{%reset%}>creating failed: quota<{%reset%}>\\n")
+    'creating failed: quota'
+    """
+    text = _DIRECTIVES.sub("", str(message))
+    text = text.split(_TRACEBACK, 1)[0]
+    return text.strip()
 
 
 def interactive_terminal(stream: Any = None) -> bool:
@@ -92,6 +121,28 @@ class Progress:
             self._live.__exit__(None, None, None)
             self._live = None
 
+    @property
+    def live_active(self) -> bool:
+        """The live table is on screen and refreshing."""
+        return self._live is not None and self._live.is_started
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """
+        Take the live table off the screen while a question is asked, then bring it back.
+
+        A refreshing Rich Live display redraws over a prompt and hides what is typed.
+        """
+        live = self._live
+        if live is None or not live.is_started:
+            yield
+            return
+        live.stop()
+        try:
+            yield
+        finally:
+            live.start()
+
     # -- the callback -------------------------------------------------------------------------
     def __call__(self, event: Any) -> None:
         """Handle one `pulumi.automation.EngineEvent` (called from the event-log thread)."""
@@ -142,7 +193,7 @@ class Progress:
 
     def _diagnostic(self, diag: Any) -> None:
         severity = getattr(diag, "severity", "info")
-        message = str(getattr(diag, "message", "")).strip()
+        message = clean_message(getattr(diag, "message", "") or "")
         if severity not in {"error", "warning"} or not message:
             return
         if severity == "error":

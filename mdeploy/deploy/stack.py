@@ -9,7 +9,9 @@ Order of an operation: policy (guardrails, residency: exit 4) → prerequisites 
 credentials, secret references, passphrase: exit 3) → stack select/create, provider config,
 plugins → the operation with streamed progress. `up` is two-phase when the image must move:
 phase 1 creates only the target's registry repository, the image is copied there by digest,
-phase 2 runs the full update. Ctrl-C cancels the running operation (exit 130 at the CLI).
+phase 2 runs the full update. Ctrl-C cancels the running operation (exit 130 at the CLI):
+the first one lets the Pulumi CLI, which got the same signal from the terminal, finish the
+operations in flight and save the state; a second one stops waiting at once.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import re
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -194,10 +200,10 @@ def up(
     """
     stack = open_stack(op)
     started = time.monotonic()
-    if not yes and _has_history(stack):
-        _confirm_destructive(stack, op, confirm)
+    if not yes and _has_history(stack, op):
+        _confirm_destructive(stack, op, confirm, progress)
     image = _ship_image(stack, op, progress)
-    result = _guarded(stack, lambda: stack.up(on_event=progress, color="never"), op)
+    result = _guarded(stack, lambda: stack.up(on_event=progress, color="never"), op, progress)
     return _summary(
         op, "up", result.summary.result, progress, started,
         replication=image, outputs=_masked(result.outputs),
@@ -208,7 +214,7 @@ def preview(op: Operation, progress: Progress) -> dict[str, Any]:
     """What `up` would change, from the engine (needs credentials; nothing is modified)."""
     stack = open_stack(op)
     started = time.monotonic()
-    result = _guarded(stack, lambda: stack.preview(on_event=progress, color="never"), op)
+    result = _guarded(stack, lambda: stack.preview(on_event=progress, color="never"), op, progress)
     counts = {str(getattr(k, "value", k)): v for k, v in (result.change_summary or {}).items()}
     progress.summary = progress.summary or counts
     return _summary(op, "preview", "succeeded", progress, started)
@@ -223,10 +229,10 @@ def destroy(
 ) -> dict[str, Any]:
     """Delete every resource of the stack, after confirmation (or --yes)."""
     question = f"destroy every resource of stack {op.stack} ({op.target.display_name})?"
-    _require_confirmation(question, yes, confirm)
+    _require_confirmation(question, yes, confirm, progress)
     stack = open_stack(op)
     started = time.monotonic()
-    result = _guarded(stack, lambda: stack.destroy(on_event=progress, color="never"), op)
+    result = _guarded(stack, lambda: stack.destroy(on_event=progress, color="never"), op, progress)
     return _summary(op, "destroy", result.summary.result, progress, started)
 
 
@@ -332,7 +338,11 @@ def _ship_image(stack: Any, op: Operation, progress: Progress) -> dict[str, Any]
         return None  # serving.image already points at the target's repository
     urns = _repository_targets(op)
     if urns:
-        _guarded(stack, lambda: stack.up(target=urns, on_event=progress, color="never"), op)
+
+        def phase1() -> Any:
+            return stack.up(target=urns, on_event=progress, color="never")
+
+        _guarded(stack, phase1, op, progress)
     from mdeploy.image.replicate import replicate
 
     dest = image_with_registry(source, repo)
@@ -372,21 +382,27 @@ def _repository_targets(op: Operation) -> list[str]:
     return urns
 
 
-def _has_history(stack: Any) -> bool:
-    try:
-        return stack.info() is not None
-    except Exception:  # a brand-new stack has no history to read
-        return False
+def _has_history(stack: Any, op: Operation) -> bool:
+    """
+    Whether the stack was ever updated (so live resources may exist).
+
+    `pulumi stack history --json` prints `[]` for a stack never updated, so a failure here is
+    a real one (backend unreachable, wrong passphrase): it stops `up` rather than skipping the
+    question about replacing live resources.
+    """
+    return _guarded(stack, lambda: stack.info(show_secrets=False), op) is not None
 
 
-def _confirm_destructive(stack: Any, op: Operation, confirm: Confirm | None) -> None:
+def _confirm_destructive(
+    stack: Any, op: Operation, confirm: Confirm | None, progress: Progress | None = None
+) -> None:
     """Preview first; a replace/delete of a live resource needs a yes."""
     from rich.console import Console
 
     from mdeploy.deploy.progress import Progress
 
     quiet = Progress(Console(quiet=True), live=False)
-    _guarded(stack, lambda: stack.preview(on_event=quiet, color="never"), op)
+    _guarded(stack, lambda: stack.preview(on_event=quiet, color="never"), op, quiet)
     risky = quiet.destructive
     if risky:
         listing = "\n  ".join(risky)
@@ -395,10 +411,13 @@ def _confirm_destructive(stack: Any, op: Operation, confirm: Confirm | None) -> 
             "continue?",
             False,
             confirm,
+            progress,
         )
 
 
-def _require_confirmation(question: str, yes: bool, confirm: Confirm | None) -> None:
+def _require_confirmation(
+    question: str, yes: bool, confirm: Confirm | None, progress: Progress | None = None
+) -> None:
     if yes:
         return
     if confirm is None:
@@ -406,28 +425,83 @@ def _require_confirmation(question: str, yes: bool, confirm: Confirm | None) -> 
             "refusing to change live resources without confirmation in a non-interactive run",
             hint="pass --yes to confirm",
         )
-    if not confirm(question):
+    # The question is asked with the live table off the screen: its refresh hides a prompt.
+    with progress.paused() if progress is not None else contextlib.nullcontext():
+        answer = confirm(question)
+    if not answer:
         raise InputError("cancelled; nothing was changed", hint="pass --yes to skip the question")
 
 
-def _guarded(stack: Any, call: Callable[[], Any], op: Operation) -> Any:
-    """Run a stack call: Ctrl-C cancels it, engine failures become CloudError (exit 1)."""
+def _guarded(
+    stack: Any, call: Callable[[], Any], op: Operation, progress: Progress | None = None
+) -> Any:
+    """
+    Run a stack call: Ctrl-C cancels it, engine failures become CloudError (exit 1).
+
+    Ctrl-C at a terminal reaches the Pulumi CLI too (same process group), which then cancels
+    gracefully: it lets the resource operations in flight finish and writes the state. So the
+    first Ctrl-C only marks the run as interrupted and keeps waiting for the CLI; leaving
+    earlier would orphan it (its stdout closed under it) and, on the local file backend,
+    `pulumi cancel` would delete the lock of an update still running. A second Ctrl-C stops
+    waiting at once; only then is `cancel()` called, to clear the lock a killed CLI leaves.
+    """
     from pulumi import automation as auto
 
+    with _deferred_interrupt() as interrupted:
+        try:
+            result = call()
+        except KeyboardInterrupt:
+            with contextlib.suppress(Exception):
+                stack.cancel()
+            raise
+        except auto.CommandError as exc:
+            if interrupted():
+                raise KeyboardInterrupt from None
+            raise CloudError(
+                f"stack {op.stack}: {_failure(exc, progress)}", hint=_state_hint(op)
+            ) from None
+        except auto.InvalidVersionError as exc:
+            raise PrerequisiteError(
+                f"the Pulumi CLI is too old for this operation: {exc}", hint=PULUMI_INSTALL_HINT
+            ) from None
+    if interrupted():
+        raise KeyboardInterrupt
+    return result
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """
+    While a Pulumi CLI call runs: the first SIGINT is noted (the CLI cancels on its own),
+    a second one raises KeyboardInterrupt. Yields "was it interrupted?".
+    """
+    count = 0
+
+    def interrupted() -> bool:
+        return count > 0
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > 1:
+            raise KeyboardInterrupt
+        sys.stderr.write(
+            "\ncancelling: Pulumi finishes the operations in flight and saves the state; "
+            "press Ctrl-C again to stop waiting now\n"
+        )
+        sys.stderr.flush()
+
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+    if previous is None or previous == signal.SIG_IGN:  # not ours to handle
+        yield interrupted
+        return
+    signal.signal(signal.SIGINT, handler)
     try:
-        return call()
-    except KeyboardInterrupt:
-        # Best effort: the CLI got the same SIGINT and stops on its own; cancel() also
-        # clears a service backend's lock.
-        with contextlib.suppress(Exception):
-            stack.cancel()
-        raise
-    except auto.CommandError as exc:
-        raise CloudError(f"stack {op.stack}: {_last_line(exc)}", hint=_state_hint(op)) from None
-    except auto.InvalidVersionError as exc:
-        raise PrerequisiteError(
-            f"the Pulumi CLI is too old for this operation: {exc}", hint=PULUMI_INSTALL_HINT
-        ) from None
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _summary(
@@ -459,11 +533,68 @@ def _masked(outs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# str(CommandError) is "\n code: N\n stdout: ...\n stderr: ..." (CommandResult.__str__); the
+# exception keeps no stdout/stderr attributes of its own.
+_COMMAND_RESULT = re.compile(r"\A\s*code: (-?\d+)\n stdout: (.*)\n stderr: (.*)\Z", re.S)
+_GENERIC = re.compile(r"(error: )?(update|preview|destroy|refresh) failed\.?", re.I)
+_MAX_MESSAGE = 600
+
+
+def _command_output(exc: Exception) -> tuple[str, str, str]:
+    """(exit code, stdout, stderr) of a failed Pulumi CLI call."""
+    match = _COMMAND_RESULT.match(str(exc))
+    if match is None:
+        return "", "", str(exc)
+    return match.group(1), match.group(2), match.group(3)
+
+
 def _last_line(exc: Exception) -> str:
-    """The useful part of a CommandError: the last non-empty line of stderr."""
-    text = str(getattr(exc, "stderr", "") or exc)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    """The useful part of a CommandError: the last non-empty line of its stderr."""
+    code, _, stderr = _command_output(exc)
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    if lines:
+        return lines[-1]
+    return f"the Pulumi CLI exited with code {code}" if code else type(exc).__name__
+
+
+def _failure(exc: Exception, progress: Progress | None) -> str:
+    """
+    Why an operation failed, in the engine's words.
+
+    A resource failure is reported by the engine as a diagnostic (event stream, and the
+    "Diagnostics:" block on stdout); the CLI then exits 255 with nothing on stderr (the
+    error is a "bail": already shown). Errors the CLI itself raises (no stack, locked
+    stack, bad passphrase) are on stderr. Specific messages beat the generic
+    "update failed".
+    """
+    _, stdout, stderr = _command_output(exc)
+    engine = [e for e in (progress.errors if progress is not None else []) if e]
+    # stderr: the CLI's own error comes last; diagnostics: the first is the root cause.
+    sources = (_error_lines(stderr)[::-1], engine, _error_lines(stdout))
+    for found in sources:
+        specific = [e for e in found if not _GENERIC.fullmatch(e)]
+        if specific:
+            text = " ".join(specific[0].split())
+            if len(text) > _MAX_MESSAGE:
+                text = text[: _MAX_MESSAGE - 1] + "…"
+            more = len(specific) - 1
+            return text + (f" (and {more} more error{'s' * (more > 1)})" if more else "")
+    generic = [e for found in sources for e in found]
+    return generic[0] if generic else _last_line(exc)
+
+
+def _error_lines(text: str) -> list[str]:
+    """The messages of the `error: ...` lines of a CLI stream, colour directives removed."""
+    from mdeploy.deploy.progress import clean_message
+
+    out = []
+    for line in text.splitlines():
+        line = clean_message(line)
+        if line.startswith("error:"):
+            message = line[len("error:") :].strip()
+            if message:
+                out.append(message)
+    return out
 
 
 def _state_hint(op: Operation) -> str:

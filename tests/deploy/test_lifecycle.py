@@ -175,6 +175,18 @@ def test_passphrase_file_is_accepted(cli, fake_pulumi, spec_file, monkeypatch, t
     assert fake_pulumi.passphrase_seen()
 
 
+def test_relative_passphrase_file_reaches_pulumi(cli, fake_pulumi, spec_file, monkeypatch,
+                                                 tmp_path):  # fmt: skip
+    # The CLI runs in the stack's workspace under MDEPLOY_HOME, not in the user's folder.
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    (tmp_path / "pass").write_text("from-a-file\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", "pass")
+    result = cli("up", spec_file, "-t", "coreweave", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert fake_pulumi.passphrase_seen()
+
+
 def test_unset_secret_reference_is_exit_3_without_value(cli, fake_pulumi, spec_file, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     result = cli("up", spec_file, "-t", "coreweave", "--yes")
@@ -213,7 +225,12 @@ def test_plugin_that_cannot_install_is_exit_3(cli, fake_pulumi, spec_file, monke
     assert not [c for c in fake_pulumi.calls() if c[0] == "up"]
 
 
-def test_failed_update_is_exit_1_with_the_engine_message(cli, fake_pulumi, spec_file, monkeypatch):
+@pytest.mark.parametrize("version", ["3.190.0", "3.272.0"])  # event log file | gRPC stream
+def test_failed_update_is_exit_1_with_the_engine_message(cli, fake_pulumi, spec_file, monkeypatch,
+                                                         version):  # fmt: skip
+    # Like the real CLI, the fake reports a resource failure only as an engine diagnostic
+    # (and on stdout) and exits 255 with an empty stderr: the message must come from there.
+    monkeypatch.setenv("FAKE_PULUMI_VERSION", version)
     steps = [
         {"op": "create", "type": "kubernetes:core/v1:Namespace", "name": "namespace"},
         {"op": "create", "type": "kubernetes:apps/v1:Deployment", "name": "deployment",
@@ -222,15 +239,57 @@ def test_failed_update_is_exit_1_with_the_engine_message(cli, fake_pulumi, spec_
     fake_pulumi.script(monkeypatch, events=steps)
     result = cli("up", spec_file, "-t", "coreweave", "--yes")
     assert result.exit_code == 1
-    assert "deployment could not be created" in result.stderr
+    (final,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert final == f"error: stack {STACK}: deployment could not be created"
     assert "failed" in result.stderr  # the progress line for the failed resource
+    assert "<{%" not in result.stderr  # the engine's raw colour directives are removed
     assert "Traceback" not in result.stderr
+
+
+def test_failure_message_prefers_the_cli_error_then_the_engine_diagnostic():
+    from types import SimpleNamespace
+
+    from pulumi.automation import CommandResult
+    from pulumi.automation.errors import create_command_error
+
+    from mdeploy.deploy.stack import _failure
+
+    bail = create_command_error(CommandResult(
+        stdout="Updating (s)\nDiagnostics:\n    error: update failed\n"
+               "    error: <{%reset%}>creating Endpoint: ResourceLimitExceeded<{%reset%}>",
+        stderr="", code=255))  # fmt: skip
+    assert _failure(bail, None) == "creating Endpoint: ResourceLimitExceeded"
+    progress = SimpleNamespace(errors=["update failed", "quota exceeded for ml.g5.xlarge"])
+    assert _failure(bail, progress) == "quota exceeded for ml.g5.xlarge"
+    locked = create_command_error(CommandResult(
+        stdout="", stderr="warning: x\nerror: the stack is currently locked by 1 lock(s)",
+        code=255))  # fmt: skip
+    assert _failure(locked, progress) == "the stack is currently locked by 1 lock(s)"
+    silent = create_command_error(CommandResult(stdout="", stderr="", code=255))
+    assert _failure(silent, None) == "the Pulumi CLI exited with code 255"
+
+
+def test_events_stream_over_grpc_for_current_clis(cli, fake_pulumi, spec_file, monkeypatch):
+    # CLIs newer than 3.205 send events to the SDK's gRPC server (`--event-log tcp://...`).
+    monkeypatch.setenv("FAKE_PULUMI_VERSION", "3.272.0")
+    result = cli("up", spec_file, "-t", "coreweave", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert _json(result)["changes"] == {"create": 3}
+    assert "kubernetes:apps/v1:Deployment deployment done" in result.stderr
+    (up,) = [c for c in fake_pulumi.calls() if c[0] == "up"]
+    assert up[up.index("--event-log") + 1].startswith("tcp://127.0.0.1:")
+    preview = cli("preview", spec_file, "-t", "coreweave", "--json")
+    assert preview.exit_code == 0, preview.stderr
+    assert _json(preview)["changes"] == {"create": 3}
 
 
 def test_up_with_replacement_needs_confirmation(cli, fake_pulumi, spec_file, monkeypatch):
     assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+    # The engine's steps for a create-before-delete replacement, in its order.
     steps = [
+        {"op": "same", "type": "kubernetes:core/v1:Namespace", "name": "namespace"},
         {"op": "create-replacement", "type": "kubernetes:apps/v1:Deployment", "name": "deployment"},
+        {"op": "replace", "type": "kubernetes:apps/v1:Deployment", "name": "deployment"},
         {"op": "delete-replaced", "type": "kubernetes:apps/v1:Deployment", "name": "deployment"},
     ]
     fake_pulumi.script(monkeypatch, events=steps)
@@ -241,7 +300,53 @@ def test_up_with_replacement_needs_confirmation(cli, fake_pulumi, spec_file, mon
     calls = fake_pulumi.calls()
     assert calls[-1][0] != "up" and any(c[0] == "preview" for c in calls)
     assert len([c for c in calls if c[0] == "up"]) == before
+    done = cli("up", spec_file, "-t", "coreweave", "--yes", "--json")
+    assert done.exit_code == 0, done.stderr
+    assert _json(done)["changes"] == {"same": 1, "replace": 1}  # the engine's logical count
+
+
+def test_up_refuses_when_the_stack_history_cannot_be_read(cli, fake_pulumi, spec_file,
+                                                          monkeypatch):  # fmt: skip
+    # Without --yes, `up` must preview a stack with history for replacements; a failure to
+    # read that history (backend, passphrase) stops it instead of skipping the question.
     assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
+    steps = [
+        {"op": "create-replacement", "type": "kubernetes:apps/v1:Deployment", "name": "deployment"},
+        {"op": "replace", "type": "kubernetes:apps/v1:Deployment", "name": "deployment"},
+        {"op": "delete-replaced", "type": "kubernetes:apps/v1:Deployment", "name": "deployment"},
+    ]
+    fake_pulumi.script(monkeypatch, events=steps)
+    monkeypatch.setenv("FAKE_PULUMI_FAIL", "history")
+    before = len([c for c in fake_pulumi.calls() if c[0] == "up"])
+    result = cli("up", spec_file, "-t", "coreweave")
+    assert result.exit_code == 1, result.stderr
+    assert "history failed" in result.stderr
+    assert len([c for c in fake_pulumi.calls() if c[0] == "up"]) == before
+
+
+def test_confirmation_is_asked_with_the_live_table_off_screen(fake_pulumi, spec_file):
+    import io
+
+    from rich.console import Console
+
+    from mdeploy.deploy.progress import Progress
+    from mdeploy.deploy.stack import destroy, prepare
+    from mdeploy.spec import load_spec
+
+    op = prepare(load_spec(spec_file), "coreweave", deploying=False)
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    progress = Progress(console, live=True)
+    seen = []
+
+    def confirm(question: str) -> bool:
+        seen.append(progress.live_active)
+        return True
+
+    with progress:
+        assert progress.live_active
+        destroy(op, progress, confirm=confirm)
+        assert progress.live_active  # back on screen for the operation
+    assert seen == [False]
 
 
 def test_destroy_requires_yes_when_non_interactive(cli, fake_pulumi, spec_file):
@@ -299,6 +404,41 @@ def test_ctrl_c_cancels_and_exits_130(cli, fake_pulumi, spec_file, monkeypatch):
     result = cli("up", spec_file, "-t", "coreweave", "--yes")
     assert result.exit_code == 130
     assert any(c[0] == "cancel" for c in fake_pulumi.calls())
+
+
+def test_ctrl_c_waits_for_pulumi_to_cancel_gracefully(fake_pulumi, spec_file, monkeypatch):
+    # Ctrl-C at a terminal reaches the whole foreground process group: mdeploy and the Pulumi
+    # CLI it runs. The CLI then finishes the operations in flight and writes the state;
+    # mdeploy must wait for that (not orphan it, not `pulumi cancel` a running update, which
+    # on the file backend deletes its lock), then exit 130.
+    import signal
+    import time
+
+    monkeypatch.setenv("FAKE_PULUMI_SLOW_UP", "60")
+    code = "from mdeploy.cli.app import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "up", str(spec_file), "-t", "coreweave", "--yes"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (fake_pulumi.state / "up-running").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the fake up never started"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        _, stderr = proc.communicate(timeout=60)
+        finished = (fake_pulumi.state / "up-finished").exists()  # when mdeploy was gone
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert finished, "mdeploy exited before the Pulumi CLI finished cancelling"
+    assert (fake_pulumi.state / "up-finished").read_text() == "canceled"
+    assert not [c for c in fake_pulumi.calls() if c[0] == "cancel"]
+    assert "cancelling" in stderr and "interrupted" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_pulumi_home_bin_is_found(fake_pulumi, monkeypatch, tmp_path):

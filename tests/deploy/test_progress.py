@@ -91,3 +91,36 @@ def test_ci_forces_plain_lines(monkeypatch):
     monkeypatch.setenv("CI", "true")
     assert not interactive_terminal(Tty())
     assert not interactive_terminal(io.StringIO())
+
+
+def test_engine_colour_directives_and_tracebacks_are_not_shown():
+    # The engine sends diagnostics with color "raw": Pulumi's colour directives stay in the
+    # message whatever --color says. A failing inline program adds its Python traceback.
+    progress, buf = _plain()
+    progress(_event("diag", message="<{%reset%}>ImagePullBackOff: pull denied<{%reset%}>\n"))
+    crash = (
+        "python inline source runtime error: boom\nTraceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\nValueError: boom\n'
+    )
+    progress(_event("diag", message=crash))
+    out = buf.getvalue()
+    assert "<{%" not in out and "Traceback" not in out
+    assert "ImagePullBackOff: pull denied" in out and "runtime error: boom" in out
+    assert progress.errors == [
+        "ImagePullBackOff: pull denied",
+        "python inline source runtime error: boom",
+    ]
+
+
+def test_paused_takes_the_live_table_off_screen_and_back():
+    console = Console(file=io.StringIO(), width=120, force_terminal=True, color_system=None)
+    progress = Progress(console, live=True)
+    with progress:
+        assert progress.live_active
+        with progress.paused():
+            assert not progress.live_active
+        assert progress.live_active
+    assert not progress.live_active
+    plain, _ = _plain()
+    with plain, plain.paused():  # nothing to pause in CI mode
+        assert not plain.live_active
