@@ -460,6 +460,15 @@ def _guarded(
             raise CloudError(
                 f"stack {op.stack}: {_failure(exc, progress)}", hint=_state_hint(op)
             ) from None
+        except RuntimeError as exc:
+            if "summary event never found" not in str(exc):
+                raise
+            # The SDK's own error when the CLI ended without an engine summary (it crashed
+            # or was killed before the engine finished): a runtime failure, not a bug here.
+            raise CloudError(
+                f"stack {op.stack}: the Pulumi engine ended without a summary",
+                hint=_state_hint(op),
+            ) from None
         except auto.InvalidVersionError as exc:
             raise PrerequisiteError(
                 f"the Pulumi CLI is too old for this operation: {exc}", hint=PULUMI_INSTALL_HINT

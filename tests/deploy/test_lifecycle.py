@@ -508,3 +508,24 @@ def test_invoke_is_a_smoke_test_through_the_stack_outputs(cli, fake_pulumi, spec
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_cli_that_ends_without_a_summary_is_a_cloud_error_not_a_traceback():
+    from types import SimpleNamespace
+
+    from mdeploy.deploy.stack import _guarded
+    from mdeploy.errors import CloudError
+
+    op = SimpleNamespace(stack="s-default-aws", backend="file:///x")
+
+    def no_summary():
+        raise RuntimeError("summary event never found")  # pulumi.automation's own error
+
+    with pytest.raises(CloudError, match="without a summary"):
+        _guarded(SimpleNamespace(cancel=lambda: None), no_summary, op)
+
+    def other_bug():
+        raise RuntimeError("something else")
+
+    with pytest.raises(RuntimeError, match="something else"):
+        _guarded(SimpleNamespace(cancel=lambda: None), other_bug, op)
