@@ -20,8 +20,8 @@ PROMPT = {"prompt": "p", "model": MODEL}
 
 def test_slow_start_readiness_503_then_200_liveness_200_throughout(procs):
     load_delay = 1.5
+    started = time.monotonic()  # before the engine: its load delay runs from its own start
     engine = procs.engine("--served-model-name", MODEL, "--load-delay", str(load_delay))
-    started = time.monotonic()
     adapter = procs.adapter(
         "serve", env={"MDEPLOY_ENGINE_URL": engine.url, "MDEPLOY_READY_TTL": "0.2"}
     )
