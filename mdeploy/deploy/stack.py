@@ -144,8 +144,17 @@ def prepare(
     )
 
 
-def open_stack(op: Operation) -> Any:
-    """Select or create the stack, write provider config, install the provider plugins."""
+class StackAbsent(Exception):
+    """The stack was never created: nothing is deployed for this spec × env × target."""
+
+
+def open_stack(op: Operation, *, create: bool = True) -> Any:
+    """
+    Select (or create) the stack, write provider config, install the provider plugins.
+
+    Read-only and teardown commands pass `create=False`: asking for the status of an
+    endpoint never deployed must not leave an empty stack behind; StackAbsent is raised.
+    """
     from pulumi import automation as auto
 
     work_dir = mdeploy_home() / "workspaces" / op.stack
@@ -160,11 +169,14 @@ def open_stack(op: Operation) -> Any:
         pulumi_command=_command(op.pulumi),
     )
     program = endpoint_program(op.target, op.resolved.args)
+    open_fn = auto.create_or_select_stack if create else auto.select_stack
     try:
-        stack = auto.create_or_select_stack(op.stack, PROJECT, program, opts=opts)
+        stack = open_fn(op.stack, PROJECT, program, opts=opts)
         if op.config:
             stack.set_all_config({k: auto.ConfigValue(v) for k, v in op.config.items()})
         stored = stack.get_all_config()
+    except auto.StackNotFoundError:
+        raise StackAbsent(op.stack) from None
     except auto.CommandError as exc:
         raise CloudError(f"stack {op.stack}: {_last_line(exc)}", hint=_state_hint(op)) from None
     op.stack_config = {k: v.value for k, v in stored.items() if not v.secret}
@@ -228,17 +240,23 @@ def destroy(
     confirm: Confirm | None = None,
 ) -> dict[str, Any]:
     """Delete every resource of the stack, after confirmation (or --yes)."""
+    started = time.monotonic()
+    try:
+        stack = open_stack(op, create=False)
+    except StackAbsent:  # never deployed: destroying it is already done (idempotent in CI)
+        return _summary(op, "destroy", "absent", progress, started)
     question = f"destroy every resource of stack {op.stack} ({op.target.display_name})?"
     _require_confirmation(question, yes, confirm, progress)
-    stack = open_stack(op)
-    started = time.monotonic()
     result = _guarded(stack, lambda: stack.destroy(on_event=progress, color="never"), op, progress)
     return _summary(op, "destroy", result.summary.result, progress, started)
 
 
 def outputs(op: Operation) -> dict[str, Any]:
-    """The stack's outputs, secrets shown as "[secret]"."""
-    stack = open_stack(op)
+    """The stack's outputs, secrets shown as "[secret]"; {} when it was never deployed."""
+    try:
+        stack = open_stack(op, create=False)
+    except StackAbsent:
+        return {}
     return _masked(_guarded(stack, stack.outputs, op))
 
 
@@ -267,7 +285,12 @@ def invoke(op: Operation, body: dict[str, Any], *, stream: bool = False) -> Any:
     The outputs are read unmasked (a Kubernetes endpoint's API key is one) and stay in
     memory: only the endpoint's reply is returned.
     """
-    stack = open_stack(op)
+    try:
+        stack = open_stack(op, create=False)
+    except StackAbsent:
+        raise CloudError(
+            f"stack {op.stack} was never deployed", hint="run `mdeploy up` first"
+        ) from None
     outs = {k: getattr(v, "value", v) for k, v in _guarded(stack, stack.outputs, op).items()}
     if not outs:
         raise CloudError(f"stack {op.stack} has no outputs", hint="run `mdeploy up` first")

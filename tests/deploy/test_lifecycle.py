@@ -324,7 +324,7 @@ def test_up_refuses_when_the_stack_history_cannot_be_read(cli, fake_pulumi, spec
     assert len([c for c in fake_pulumi.calls() if c[0] == "up"]) == before
 
 
-def test_confirmation_is_asked_with_the_live_table_off_screen(fake_pulumi, spec_file):
+def test_confirmation_is_asked_with_the_live_table_off_screen(cli, fake_pulumi, spec_file):
     import io
 
     from rich.console import Console
@@ -333,6 +333,7 @@ def test_confirmation_is_asked_with_the_live_table_off_screen(fake_pulumi, spec_
     from mdeploy.deploy.stack import destroy, prepare
     from mdeploy.spec import load_spec
 
+    assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
     op = prepare(load_spec(spec_file), "coreweave", deploying=False)
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     progress = Progress(console, live=True)
@@ -350,6 +351,7 @@ def test_confirmation_is_asked_with_the_live_table_off_screen(fake_pulumi, spec_
 
 
 def test_destroy_requires_yes_when_non_interactive(cli, fake_pulumi, spec_file):
+    assert cli("up", spec_file, "-t", "coreweave", "--yes").exit_code == 0
     result = cli("destroy", spec_file, "-t", "coreweave")
     assert result.exit_code == 2
     assert "--yes" in result.stderr
@@ -357,6 +359,20 @@ def test_destroy_requires_yes_when_non_interactive(cli, fake_pulumi, spec_file):
     result = cli("destroy", spec_file, "-t", "coreweave", "--yes", "--json")
     assert result.exit_code == 0, result.stderr
     assert _json(result)["changes"] == {"delete": 3}
+
+
+def test_read_only_commands_never_create_a_stack(cli, fake_pulumi, spec_file):
+    """status/outputs/destroy of an endpoint never deployed: answers, and no empty stack."""
+    status = cli("status", spec_file, "-t", "coreweave", "--json")
+    assert status.exit_code == 0, status.stderr
+    assert _json(status)["deployed"] is False
+    assert _json(cli("outputs", spec_file, "-t", "coreweave", "--json")) == {}
+    gone = cli("destroy", spec_file, "-t", "coreweave", "--json")  # no --yes needed
+    assert gone.exit_code == 0, gone.stderr
+    assert _json(gone)["result"] == "absent"
+    smoke = cli("invoke", spec_file, "-t", "coreweave")
+    assert smoke.exit_code == 1 and "never deployed" in smoke.stderr
+    assert not [c for c in fake_pulumi.calls() if c[:2] == ["stack", "init"]]
 
 
 def test_preview_reports_changes(cli, fake_pulumi, spec_file):
