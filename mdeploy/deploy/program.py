@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mdeploy.errors import InputError, PolicyError
 from mdeploy.targets import TARGET_NAMES, deploy_target_for
-from mdeploy.targets.base import EndpointArgs
+from mdeploy.targets.base import EndpointArgs, repository_of
 
 if TYPE_CHECKING:
     from mdeploy.plan.models import Candidate, Plan
@@ -29,7 +29,6 @@ __all__ = [
     "deploy_targets",
     "endpoint_program",
     "plan_targets",
-    "repository_of",
     "resolve",
     "source_image",
     "stack_name",
@@ -161,19 +160,6 @@ def endpoint_program(target: Target, args: EndpointArgs) -> Callable[[], Any]:
         return component
 
     return program
-
-
-def repository_of(image: str) -> str:
-    """
-    An image reference without its tag or digest.
-
-    >>> repository_of("localhost:5000/mdeploy/vllm:v1")
-    'localhost:5000/mdeploy/vllm'
-    """
-    base = image.split("@", 1)[0]
-    head, _, last = base.rpartition("/")
-    name = last.split(":", 1)[0]
-    return f"{head}/{name}" if head else name
 
 
 def _nothing_fits(plan: Plan, target: str) -> str:

@@ -44,13 +44,12 @@ from mdeploy.deploy.program import (
     PROJECT,
     Resolved,
     endpoint_program,
-    repository_of,
     resolve,
     stack_name,
 )
 from mdeploy.errors import CloudError, InputError, MdeployError, PrerequisiteError
 from mdeploy.targets import get_target
-from mdeploy.targets.base import image_with_registry
+from mdeploy.targets.base import image_with_registry, repository_of
 
 if TYPE_CHECKING:
     from mdeploy.deploy.progress import Progress

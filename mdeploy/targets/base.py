@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from mdeploy.plan.models import Candidate
     from mdeploy.spec.models import Deployment
 
-__all__ = ["EndpointArgs", "Target", "image_with_registry", "startup_timeout_s"]
+__all__ = [
+    "EndpointArgs",
+    "Target",
+    "image_with_registry",
+    "repository_of",
+    "startup_timeout_s",
+]
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,19 @@ def startup_timeout_s(weights_gib: float) -> int:
     (about 50 MiB/s from object storage into GPU memory), capped at SageMaker's 3600 s maximum.
     """
     return int(min(3600, max(600, 600 + 20 * weights_gib)))
+
+
+def repository_of(image: str) -> str:
+    """
+    An image reference without its tag or digest.
+
+    >>> repository_of("localhost:5000/mdeploy/vllm:v1")
+    'localhost:5000/mdeploy/vllm'
+    """
+    base = image.split("@", 1)[0]
+    head, _, last = base.rpartition("/")
+    name = last.split(":", 1)[0]
+    return f"{head}/{name}" if head else name
 
 
 def image_with_registry(image: str, registry_repo: str) -> str:

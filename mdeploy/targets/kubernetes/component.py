@@ -36,14 +36,13 @@ from pulumi_kubernetes.policy import v1 as policy
 from pulumi_kubernetes.provider import Provider
 
 from mdeploy.errors import InputError
-from mdeploy.targets.base import EndpointArgs, image_with_registry
+from mdeploy.targets.base import EndpointArgs, image_with_registry, repository_of
 from mdeploy.targets.kubernetes.podspec import (
     PORT,
     deployment_spec,
     pod_labels,
     selector_labels,
 )
-from mdeploy.targets.kubernetes.target import repository_of
 
 __all__ = ["TYPE_TOKEN", "KubernetesEndpoint"]
 

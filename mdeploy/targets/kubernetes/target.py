@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from mdeploy.targets.base import EndpointArgs, Target
+from mdeploy.targets.base import EndpointArgs, Target, repository_of
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -24,23 +24,9 @@ __all__ = [
     "check_context",
     "kube_contexts",
     "kubeconfig_paths",
-    "repository_of",
 ]
 
 _CLOUD_REFS = ("aws-sm:", "azure-kv:", "gcp-sm:")
-
-
-def repository_of(image: str) -> str:
-    """
-    An image reference without its tag or digest.
-
-    >>> repository_of("localhost:5000/mdeploy/vllm:v1")
-    'localhost:5000/mdeploy/vllm'
-    """
-    base = image.split("@", 1)[0]
-    head, _, last = base.rpartition("/")
-    name = last.split(":", 1)[0]
-    return f"{head}/{name}" if head else name
 
 
 def kubeconfig_paths(environ: dict[str, str] | None = None) -> list[Path]:
