@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mdeploy.errors import InputError, PolicyError
 from mdeploy.targets import TARGET_NAMES, deploy_target_for
-from mdeploy.targets.base import EndpointArgs, repository_of
+from mdeploy.targets.base import EndpointArgs
 
 if TYPE_CHECKING:
     from mdeploy.plan.models import Candidate, Plan
