@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
@@ -43,14 +43,7 @@ class VariantStatus:
     image: str | None  # the image SageMaker resolved (by digest), when reported
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "current_weight": self.current_weight,
-            "desired_weight": self.desired_weight,
-            "current_instances": self.current_instances,
-            "desired_instances": self.desired_instances,
-            "image": self.image,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -94,14 +87,7 @@ class QuotaCheck:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "instance_type": self.instance_type,
-            "requested": self.requested,
-            "limit": self.limit,
-            "quota_code": self.quota_code,
-            "ok": self.ok,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 class AwsOps:

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError
@@ -55,18 +55,7 @@ class DeployedModelStatus:
     traffic: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "model": self.model,
-            "model_version_id": self.model_version_id,
-            "display_name": self.display_name,
-            "machine_type": self.machine_type,
-            "accelerator_type": self.accelerator_type,
-            "accelerator_count": self.accelerator_count,
-            "min_replicas": self.min_replicas,
-            "max_replicas": self.max_replicas,
-            "traffic": self.traffic,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

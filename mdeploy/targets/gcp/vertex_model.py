@@ -74,24 +74,8 @@ INPUTS = (
     "kms_key_name",
     "duty_cycle",
 )
-REQUIRED = (
-    "project",
-    "region",
-    "endpoint",
-    "display_name",
-    "image",
-    "environment",
-    "port",
-    "predict_route",
-    "health_route",
-    "shared_memory_mb",
-    "deployment_timeout_s",
-    "machine_type",
-    "accelerator_type",
-    "accelerator_count",
-    "min_replicas",
-    "max_replicas",
-)
+OPTIONAL = ("private", "description", "service_account", "labels", "kms_key_name", "duty_cycle")
+REQUIRED = tuple(name for name in INPUTS if name not in OPTIONAL)
 REPLACE_ON = ("project", "region", "endpoint", "private")
 OUTPUTS = ("model_name", "model_version_id", "deployed_model_id")
 # Beyond the container's own startup window: scheduling a GPU node and pulling the image.
