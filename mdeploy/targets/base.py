@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EndpointArgs",
+    "QuotaProblem",
     "Target",
     "image_with_registry",
     "repository_of",
@@ -159,6 +160,22 @@ def image_with_registry(image: str, registry_repo: str) -> str:
     return f"{registry_repo}:{tag}"
 
 
+@dataclass(frozen=True)
+class QuotaProblem:
+    """A cloud quota that would make the deploy fail, found before anything is created."""
+
+    quota_name: str  # the cloud's own name for the quota, as its console shows it
+    needed: float  # what the deployment needs (instances, GPUs or vCPUs, in the quota's unit)
+    available: float  # the applied limit minus what is already in use
+    request_hint: str  # the console URL or CLI line that asks for more
+
+    def message(self) -> str:
+        return (
+            f"quota {self.quota_name!r}: needs {self.needed:g}, {self.available:g} available; "
+            f"request more: {self.request_hint}"
+        )
+
+
 class Target(ABC):
     """One deployment target. Subclasses set the class constants and implement every method."""
 
@@ -192,3 +209,13 @@ class Target(ABC):
     def ops(self, outputs: dict[str, Any]) -> Any:
         """Day-2 client (status, invoke, traffic) for a deployed stack's outputs."""
         raise NotImplementedError(f"{self.display_name}: day-2 operations are not implemented")
+
+    def quota_problem(self, args: EndpointArgs) -> QuotaProblem | None:
+        """The quota this deployment would exceed (needs credentials), or None.
+
+        Called by `up` before anything is created and by `plan --check-quotas`. Targets with
+        no quota API (Kubernetes) keep the default. Raises CloudError when the quota service
+        cannot be reached, so that a caller can say "unknown" rather than "fine".
+        """
+        del args  # Unused: no quota API.
+        return None
