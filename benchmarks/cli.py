@@ -4,10 +4,13 @@ Time whole `mdeploy` processes, the way a person at a terminal feels them.
     python benchmarks/cli.py            # table
     python benchmarks/cli.py --json     # for CI dashboards
     python benchmarks/cli.py --runs 21
+    python benchmarks/cli.py --install   # + README command 1: seconds and MB of `pip install .`
+    python benchmarks/cli.py --suite     # + the whole test suite: tests passed and seconds
 
-Each command runs once to warm the OS file cache, then --runs times; the median is the
-figure compared with the issue's targets. It also runs each command under
-`python -X importtime` and lists any cloud SDK or Pulumi module that got imported.
+Each command runs once to warm the OS file cache, then --runs times; the median wall time
+and the median CPU time (user + system of the child) are reported, the wall median compared
+with the targets. It also runs each command under `python -X importtime` and lists any cloud
+SDK or Pulumi module that got imported. Every figure the README quotes comes from here.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +39,12 @@ CASES: list[tuple[str, list[str], float | None]] = [
     ("mdeploy plan mistral-7b-eu --json", ["plan", str(EXAMPLE), "--json"], None),
     ("mdeploy catalog offers --json", ["catalog", "offers", "--json"], None),
     ("mdeploy compare mistral-7b-eu", ["compare", str(EXAMPLE)], None),
+    ("mdeploy validate mistral-7b-eu", ["validate", str(EXAMPLE)], None),
+    (
+        "mdeploy synth mistral-7b-eu --all-targets --json",
+        ["synth", str(EXAMPLE), "--all-targets", "--json"],
+        4.0,
+    ),
 ]
 
 
@@ -40,10 +53,17 @@ def _argv(args: list[str]) -> list[str]:
     return ["mdeploy", *args]
 
 
-def _time_once(args: list[str]) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time_once(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one whole process."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     subprocess.run(_argv(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
 def heavy_imports(args: list[str]) -> list[str]:
@@ -74,13 +94,15 @@ def measure(runs: int) -> list[dict]:
     results = []
     for name, args, target in CASES:
         _time_once(args)  # warm-up
-        times = sorted(_time_once(args) for _ in range(runs))
+        samples = [_time_once(args) for _ in range(runs)]
+        times = sorted(wall for wall, _ in samples)
         median = statistics.median(times)
         results.append(
             {
                 "command": name,
                 "runs": runs,
                 "median_s": round(median, 4),
+                "cpu_median_s": round(statistics.median(cpu for _, cpu in samples), 4),
                 "min_s": round(times[0], 4),
                 "p90_s": round(times[int(0.9 * (runs - 1))], 4),
                 "target_s": target,
@@ -91,24 +113,76 @@ def measure(runs: int) -> list[dict]:
     return results
 
 
+def measure_install() -> dict:
+    """README command 1's install: a fresh venv, `pip install .` (core only), time and size."""
+    with tempfile.TemporaryDirectory() as tmp:
+        venv = Path(tmp) / "venv"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)]
+        subprocess.run(pip, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
+        plan = subprocess.run(
+            [str(venv / "bin" / "mdeploy"), "plan", str(EXAMPLE)], capture_output=True, check=False
+        )
+    return {
+        "install_s": round(seconds, 1),
+        "venv_mb": round(size / 1e6),
+        "plan_rc": plan.returncode,
+    }
+
+
+def measure_suite() -> dict:
+    """The whole suite as .ci/run runs it (already installed): tests passed and seconds."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)", tail)}
+    return {"suite_s": round(seconds), "exit": proc.returncode, **counts, "summary": tail}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--install", action="store_true", help="also time README command 1")
+    parser.add_argument("--suite", action="store_true", help="also run the whole test suite")
     opts = parser.parse_args()
+    if not shutil.which("mdeploy"):
+        print("mdeploy is not on PATH: activate the venv first", file=sys.stderr)
+        return 3
     results = measure(opts.runs)
+    extra = {}
+    if opts.install:
+        extra["install"] = measure_install()
+    if opts.suite:
+        extra["suite"] = measure_suite()
     if opts.json:
         print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(),
-                          "results": results}, indent=2))  # fmt: skip
+                          "results": results, **extra}, indent=2))  # fmt: skip
     else:
-        print(f"{'command':38} {'median':>8} {'min':>8} {'p90':>8} {'target':>7}  heavy imports")
+        print(
+            f"{'command':50} {'median':>7} {'cpu':>7} {'min':>7} {'p90':>7} {'target':>6}"
+            "  heavy imports"
+        )
         for r in results:
             target = f"{r['target_s']:.2f}" if r["target_s"] else "-"
             mark = {True: "ok", False: "SLOW", None: ""}[r["ok"]]
             print(
-                f"{r['command']:38} {r['median_s']:8.3f} {r['min_s']:8.3f} {r['p90_s']:8.3f} "
-                f"{target:>7} {mark:4}  {', '.join(r['heavy_imports']) or 'none'}"
+                f"{r['command']:50} {r['median_s']:7.3f} {r['cpu_median_s']:7.3f} "
+                f"{r['min_s']:7.3f} {r['p90_s']:7.3f} {target:>6} {mark:4}  "
+                f"{', '.join(r['heavy_imports']) or 'none'}"
             )
+        for name, figures in extra.items():
+            print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     return 0 if all(r["ok"] is not False for r in results) else 1
 
 
