@@ -171,6 +171,15 @@ def test_supported_spec_has_no_reasons() -> None:
     assert TARGET.unsupported(_spec(auth="iam", secrets={"HF_TOKEN": "env:HF_TOKEN"})) == {}
 
 
+@pytest.mark.parametrize("ref", ["env:VLLM_KEY", "azure-kv:corp-kv/vllm-key/1a2b"])
+def test_an_engine_api_key_is_refused_because_azure_authenticates(ref: str) -> None:
+    # Callers send the endpoint key as the bearer: vLLM checking its own key answers 401.
+    reasons = TARGET.unsupported(_spec(auth="key", secrets={"VLLM_API_KEY": ref}))
+    assert set(reasons) == {"serving.secrets.VLLM_API_KEY"}
+    assert "401" in reasons["serving.secrets.VLLM_API_KEY"]
+    assert "auth: key" in reasons["serving.secrets.VLLM_API_KEY"]
+
+
 @pytest.mark.parametrize(
     ("source", "refused"),
     [

@@ -263,3 +263,11 @@ def test_unsupported_features_come_with_reasons() -> None:
     assert set(problems) == {"serving.auth", "serving.secrets.K", "model.source"}
     assert "gcp-sm" in problems["serving.secrets.K"]
     assert "gs://" in problems["model.source"]
+
+
+@pytest.mark.parametrize("ref", ["env:VLLM_KEY", "gcp-sm:vllm-key"])
+def test_an_engine_api_key_is_refused_because_vertex_authenticates(ref: str) -> None:
+    # Callers send a Google OAuth token as the bearer: vLLM checking its own key answers 401.
+    problems = GcpTarget().unsupported(_spec(auth="iam", secrets={"VLLM_API_KEY": ref}))
+    assert set(problems) == {"serving.secrets.VLLM_API_KEY"}
+    assert "401" in problems["serving.secrets.VLLM_API_KEY"]

@@ -66,6 +66,16 @@ _AZURE_KV = re.compile(
 )
 
 
+# Callers put the endpoint's own credential (endpoint key or Entra token) in the Authorization
+# header (how-to-authenticate-online-endpoint), which is where vLLM looks for its API key, so
+# an engine key would make every scoring call answer 401.
+VLLM_API_KEY_REASON = (
+    "Azure ML authenticates every request itself: callers send the endpoint key or an Entra "
+    "token as the bearer, which vLLM would compare with VLLM_API_KEY and answer 401; remove "
+    "VLLM_API_KEY from serving.secrets and use serving.auth: key or auth: iam"
+)
+
+
 def name_problem(name: str, what: str = "endpoint") -> str | None:
     """Why `name` is not a valid Azure ML endpoint or deployment name, or None when it is."""
     if not NAME_MIN <= len(name) <= NAME_MAX:
@@ -391,8 +401,12 @@ class AzureTarget(Target):
                 "Azure ML managed online endpoints always authenticate (key, aml_token or "
                 "aad_token); use auth: key, or auth: iam for Microsoft Entra tokens"
             )
+        if "VLLM_API_KEY" in spec.serving.secrets:
+            out["serving.secrets.VLLM_API_KEY"] = VLLM_API_KEY_REASON
         # Name length is checked by the component, where mdeploy:endpointName can override it.
         for env_name, ref in sorted(spec.serving.secrets.items()):
+            if env_name == "VLLM_API_KEY":
+                continue
             try:
                 parse_secret_ref(env_name, ref)
             except InputError as exc:

@@ -81,6 +81,13 @@ _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 _ID_BAD = re.compile(r"[^a-z0-9-]+")
 _NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SUPPORTED_REFS = ("env:", "file:", "gcp-sm:")
+# Callers send a Google OAuth access token as the bearer (Vertex AI authentication), which is
+# where vLLM looks for its API key, so an engine key would make every call answer 401.
+VLLM_API_KEY_REASON = (
+    "Vertex AI authenticates every request itself: callers send a Google OAuth token as the "
+    "bearer, which vLLM would compare with VLLM_API_KEY and answer 401; remove VLLM_API_KEY "
+    "from serving.secrets and grant roles/aiplatform.user to the callers instead"
+)
 
 
 @dataclass(frozen=True)
@@ -317,7 +324,11 @@ class GcpTarget(Target):
                 "Vertex AI endpoints always require a Google OAuth token; use auth: iam, "
                 "or put a public gateway in front of the endpoint"
             )
+        if "VLLM_API_KEY" in spec.serving.secrets:
+            problems["serving.secrets.VLLM_API_KEY"] = VLLM_API_KEY_REASON
         for env_name, ref in spec.serving.secrets.items():
+            if env_name == "VLLM_API_KEY":
+                continue
             if not ref.startswith(_SUPPORTED_REFS):
                 problems[f"serving.secrets.{env_name}"] = (
                     f"{ref.split(':', 1)[0]}: references cannot be read on Vertex AI; "
