@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
+from mdeploy.deploy import mocks
 from mdeploy.errors import InputError
 from mdeploy.serve import contract
 from mdeploy.targets.azure.component import (
@@ -325,8 +326,15 @@ def test_endpoint_identity_reads_the_vault(azure: Any, endpoint_args_azure: Endp
 
 
 def test_key_vault_references_stay_in_their_vault(
-    azure: Any, endpoint_args_azure: EndpointArgs
+    azure: Any, endpoint_args_azure: EndpointArgs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # ARM's secret GET (no value) names the current version; the mock answers like ARM.
+    current = "https://corp-vault.vault.azure.net/secrets/hf-token/0a1b2c"
+    monkeypatch.setitem(
+        mocks._INVOKES,
+        "azure-native:keyvault:getSecret",
+        {"properties": {"secretUriWithVersion": current}},
+    )
     args = dataclasses.replace(
         endpoint_args_azure,
         secrets={
@@ -337,8 +345,16 @@ def test_key_vault_references_stay_in_their_vault(
     _run(azure, args, {"resourceGroupName": "rg-shared"})
     assert azure.by_type(SECRET) == []
     env = _props(azure.one(DEPLOYMENT))["environmentVariables"]
-    assert env["HF_TOKEN"] == "${{keyvault:https://corp-vault.vault.azure.net/secrets/hf-token}}"
+    # Only the versioned URI is a documented secret-injection pattern (azure-ai-docs
+    # how-to-deploy-online-endpoint-with-secret-injection): an unversioned one is resolved.
+    assert env["HF_TOKEN"] == "${{keyvault:" + current + "}}"
     assert env["API_KEY"] == "${{keyvault:https://corp-vault.vault.azure.net/secrets/api/9f8e}}"
+    (lookup,) = [a for t, a in azure.mocks.calls if t == "azure-native:keyvault:getSecret"]
+    assert lookup == {
+        "resourceGroupName": "rg-shared",
+        "vaultName": "corp-vault",
+        "secretName": "hf-token",
+    }
     (grant,) = [
         r for r in azure.by_type(ROLE) if KV_SECRETS_USER_ROLE in r.inputs["roleDefinitionId"]
     ]

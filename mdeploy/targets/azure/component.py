@@ -80,6 +80,8 @@ _ROLES = "/providers/Microsoft.Authorization/roleDefinitions/"
 PROBE_PERIOD_S = 10
 PROBE_TIMEOUT_S = 5
 LIVENESS_FAILURES = 6  # a hung replica is restarted after a minute once it has started
+# Shown in place of a Key Vault secret version that only `up` can read (synth, mocks).
+UNRESOLVED = "<current-version-at-up>"
 
 
 class AzureEndpoint(pulumi.ComponentResource):
@@ -369,13 +371,10 @@ class AzureEndpoint(pulumi.ComponentResource):
         scopes: dict[str, pulumi.Input[str]] = {}
         for var, (kind, parts) in refs.items():
             if kind == "azure-kv":
-                uri = f"https://{parts['vault']}.vault.azure.net/secrets/{parts['name']}"
-                env[var] = _keyvault_ref(
-                    uri + (f"/{parts['version']}" if "version" in parts else "")
-                )
-                rg = self._settings.secret_vault_group or self._settings.resource_group
+                rg = self._settings.secret_vault_group or self._settings.resource_group or group
+                env[var] = self._vault_reference(parts, rg)
                 path = f"Microsoft.KeyVault/vaults/{parts['vault']}"
-                scopes[parts["vault"].lower()] = self._arm_id(rg or group, path)
+                scopes[parts["vault"].lower()] = self._arm_id(rg, path)
                 continue
             value = read_local_secret(kind, parts["where"])
             if value is None:
@@ -409,6 +408,31 @@ class AzureEndpoint(pulumi.ComponentResource):
             )
             scopes["<own>"] = vault.id
         return env, list(scopes.values())
+
+    def _vault_reference(
+        self, parts: dict[str, str], group: pulumi.Input[str]
+    ) -> pulumi.Input[str]:
+        """
+        `${{keyvault:https://VAULT.vault.azure.net/secrets/NAME/VERSION}}` for an azure-kv ref.
+
+        Secret injection documents only the versioned URI (azure-ai-docs
+        how-to-deploy-online-endpoint-with-secret-injection, pattern table). A reference
+        without a version is pinned to the secret's current version, read from ARM at `up`
+        (Microsoft.KeyVault/vaults/secrets GET returns no value, only `secretUriWithVersion`),
+        so rotating the secret and running `up` again redeploys with the new version.
+        """
+        base = f"https://{parts['vault']}.vault.azure.net/secrets/{parts['name']}"
+        if "version" in parts:
+            return _keyvault_ref(f"{base}/{parts['version']}")
+        current = keyvault.get_secret_output(
+            resource_group_name=group,
+            vault_name=parts["vault"],
+            secret_name=parts["name"],
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        return current.properties.apply(
+            lambda p: _keyvault_ref(_field(p, "secret_uri_with_version") or f"{base}/{UNRESOLVED}")
+        )
 
     # ---- deployment -----------------------------------------------------------------------
 
