@@ -122,7 +122,10 @@ def verify(
     insecure: InsecureOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Exit 0 when REF holds exactly the image DIGEST names, 1 when it does not."""
+    """Exit 0 when REF holds exactly the image DIGEST names (every blob hashed), 1 when not.
+
+    Exit 3 when the registry cannot be reached.
+    """
     from mdeploy.image import DigestMismatchError, verify_image
 
     with cli_errors():
@@ -135,7 +138,10 @@ def verify(
         if json_out:
             print_json(check.to_json())
         else:
-            console.print(f"[green]verified[/] {check.ref} is {check.digest}")
+            console.print(
+                f"[green]verified[/] {check.ref} is {check.digest} ({check.media_type}; "
+                f"{check.blobs_checked} blobs hashed)"
+            )
 
 
 def _build(
@@ -193,11 +199,13 @@ def _show_build(result: BuildResult) -> None:
     console.print(f"  base      {result.base}")
     if result.pushed:
         console.print(f"  pushed    {result.pushed} → {result.pushed_digest}")
+        if result.pushed_media_type:
+            console.print(f"  manifest  {result.pushed_media_type}")
 
 
 def _show_replication(result: ReplicationResult) -> None:
     console.print(f"source {result.source}")
-    console.print(f"digest {result.digest}")
+    console.print(f"digest {result.digest} ({result.media_type})")
     for copy in result.copies:
         mark = "[green]verified[/]" if copy.verified else "[red]MISMATCH[/]"
         console.print(f"  {mark} {copy.pinned or copy.ref}")

@@ -9,7 +9,9 @@ reproducible where the tool allows it: buildah/podman `--timestamp SOURCE_DATE_E
 buildah runs with `--isolation chroot` by default, which needs no daemon and no user
 namespaces (CI containers). With `push`, the image is pushed and the registry's manifest
 digest is reported (the digest to deploy; it differs from the local one, because layers
-are compressed on the way).
+are compressed on the way), with its media type as the registry serves it: always Docker
+v2 schema 2 (`--format v2s2`), the one manifest type every cloud registry and SageMaker
+accept (see `mdeploy.image.manifests`).
 
 Credentials for the base's registry and the push target come from `mdeploy.image.auth`
 (a temporary 0600 auth file), never from an argv.
@@ -98,10 +100,17 @@ class BuildResult:
     labels: dict[str, str]  # as the tool reads them back from the built image
     pushed: str | None = None  # REF as pushed
     pushed_digest: str | None = None  # the registry's manifest digest
+    pushed_media_type: str | None = None  # as the registry serves it (None: not read back)
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        push = {"ref": self.pushed, "digest": self.pushed_digest} if self.pushed else None
+        push = None
+        if self.pushed:
+            push = {
+                "ref": self.pushed,
+                "digest": self.pushed_digest,
+                "media_type": self.pushed_media_type,
+            }
         return {
             "tool": self.tool,
             "tag": self.tag,
@@ -152,9 +161,10 @@ def build_image(request: BuildRequest, *, auth: Resolver | None = None) -> Build
         run_tool(argv, timeout=request.timeout, secrets=_secrets(authfile), what=f"{name} build")
         image_id = iidfile.read_text().strip()
         digest, labels_found = _inspect(name, path, image_id)
-        pushed_digest = None
+        pushed_digest = media_type = None
         if push_ref is not None:
             pushed_digest = _push(name, path, request, image_id, push_ref, Path(tmp), authfile)
+            media_type = _pushed_media_type(push_ref, pushed_digest, request.insecure, authfile)
     return BuildResult(
         tool=name,
         tag=request.tag,
@@ -164,6 +174,7 @@ def build_image(request: BuildRequest, *, auth: Resolver | None = None) -> Build
         labels=labels_found,
         pushed=str(push_ref) if push_ref else None,
         pushed_digest=pushed_digest,
+        pushed_media_type=media_type,
         seconds=time.monotonic() - started,
     )
 
@@ -183,6 +194,9 @@ def build_argv(
     argv = [path, "build", "--file", str(context / "Dockerfile"), "--tag", request.tag]
     argv += ["--iidfile", str(iidfile), "--build-arg", f"BASE_IMAGE={base}", *build_args]
     if name in ("buildah", "podman"):
+        # OCI locally: buildah's docker-format config records the build container's id and
+        # hostname, so no two builds would match. The push converts to Docker v2 schema 2
+        # (deterministic: same image, same pushed digest), which SageMaker requires.
         argv += ["--timestamp", str(epoch), "--format", "oci"]
         argv += ["--pull=false" if name == "buildah" else "--pull=missing"]
         if request.isolation:
@@ -283,7 +297,7 @@ def _push(
         run_tool([path, "push", target], timeout=PUSH_TIMEOUT_S, what="docker push")
         return _docker_repo_digest(path, target, ref)
     digestfile = tmp / "digest"
-    argv = [path, "push", "--digestfile", str(digestfile)]
+    argv = [path, "push", "--digestfile", str(digestfile), "--format", "v2s2"]
     if request.insecure:
         argv.append("--tls-verify=false")
     if authfile:
@@ -294,6 +308,25 @@ def _push(
     if not DIGEST_RE.match(digest):
         raise CloudError(f"{name} push to {ref} reported no digest")
     return digest
+
+
+def _pushed_media_type(
+    ref: ImageRef, digest: str, insecure: bool, authfile: AuthFile | None
+) -> str | None:
+    """
+    The media type the registry serves for the pushed digest (skopeo reads it back).
+
+    None when skopeo is not installed. A registry serving other bytes under the digest
+    is a CloudError: what was pushed is not what a cloud would pull.
+    """
+    if shutil.which("skopeo") is None:
+        return None
+    from mdeploy.image.replicate import read_manifest
+
+    found, media_type = read_manifest(ref.with_digest(digest), insecure=insecure, authfile=authfile)
+    if found != digest:
+        raise CloudError(f"{ref} serves {found} under {digest} after the push")
+    return media_type
 
 
 def _docker_repo_digest(path: str, target: str, ref: ImageRef) -> str:

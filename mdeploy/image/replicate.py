@@ -7,9 +7,12 @@ source's; layers a registry already holds are not sent again. The source is firs
 to its digest and copied *by digest*, so a tag moved mid-copy cannot change what is shipped.
 Each copy is then read back (`skopeo inspect --raw`) and its sha256 compared with the
 source digest, including every child manifest of an index. A mismatch is a CloudError
-(exit 1) naming the reference.
+(exit 1) naming the reference. `verify_image` goes further: it streams every blob (config
+and layers of every platform) and checks each one's sha256 (`mdeploy.image.blobs`), so a
+corrupted layer is reported too. A registry that cannot be reached is exit 3, not 1.
 
-Runs skopeo only; no registry API is spoken here directly.
+Manifests keep their bytes, so their media type: the JSON documents report it (SageMaker
+accepts Docker v2 schema 2 only, see `mdeploy.image.manifests`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 from mdeploy.errors import CloudError, InputError
 from mdeploy.image._tools import require_tool, run_tool
 from mdeploy.image.auth import AuthFile, Resolver, registry_authfile
+from mdeploy.image.blobs import BlobReader, is_unreachable, unreachable
+from mdeploy.image.manifests import INDEX_TYPES, blobs_of, media_type_of
 from mdeploy.image.refs import ImageRef, check_digest, parse_ref, require_pinned
 
 __all__ = [
@@ -33,16 +38,13 @@ __all__ = [
     "ReplicationResult",
     "Verification",
     "manifest_digest",
+    "read_manifest",
     "replicate",
     "verify_image",
 ]
 
 COPY_TIMEOUT_S = 3600.0  # a 10 GB vLLM image over a slow link
 INSPECT_TIMEOUT_S = 120.0
-_INDEX_TYPES = {
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-}
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,16 @@ class Verification:
     digest: str
     verified: bool
     detail: str = ""
+    media_type: str = ""  # of the manifest found under `ref`
+    blobs_checked: int = 0  # blobs whose sha256 was recomputed (config + layers)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ref": self.ref,
             "expected": self.expected,
             "digest": self.digest,
+            "media_type": self.media_type,
+            "blobs_checked": self.blobs_checked,
             "verified": self.verified,
         }
 
@@ -72,11 +78,13 @@ class CopyResult:
     digest: str
     verified: bool
     pinned: str | None  # host/repo@sha256:... to deploy, for registry destinations
+    media_type: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ref": self.ref,
             "digest": self.digest,
+            "media_type": self.media_type,
             "verified": self.verified,
             "pinned": self.pinned,
         }
@@ -90,6 +98,7 @@ class ReplicationResult:
     digest: str
     copies: tuple[CopyResult, ...]
     seconds: float
+    media_type: str = ""
 
     @property
     def verified(self) -> bool:
@@ -99,6 +108,7 @@ class ReplicationResult:
         return {
             "source": self.source,
             "digest": self.digest,
+            "media_type": self.media_type,
             "copies": [c.to_json() for c in self.copies],
         }
 
@@ -150,10 +160,13 @@ def replicate(
         for dest in dests:
             _copy(skopeo, pinned_src, dest, insecure, authfile, timeout)
             check = _verify(skopeo, dest, digest, insecure, authfile)
+            pinned = dest.with_digest(digest).pinned
             copies.append(
-                CopyResult(str(dest), check.digest, check.verified, dest.with_digest(digest).pinned)
+                CopyResult(str(dest), check.digest, check.verified, pinned, check.media_type)
             )
-    result = ReplicationResult(str(src), digest, tuple(copies), time.monotonic() - started)
+    result = ReplicationResult(
+        str(src), digest, tuple(copies), time.monotonic() - started, media_type_of(raw)
+    )
     bad = [c.ref for c in result.copies if not c.verified]
     if bad:
         raise DigestMismatchError(
@@ -166,20 +179,39 @@ def verify_image(
     ref: str, digest: str, *, insecure: bool = False, auth: Resolver | None = None
 ) -> Verification:
     """
-    Check that `ref` holds the manifest whose sha256 is `digest` (and all its children).
+    Check that `ref` holds the manifest whose sha256 is `digest`, all its children, and
+    every blob they name (streamed and hashed; a registry reference only).
 
-    Raises DigestMismatchError (exit 1) naming the reference when it does not.
+    Raises DigestMismatchError (exit 1) naming the reference when it does not, and
+    PrerequisiteError (exit 3) when the registry cannot be reached.
     """
     expected = check_digest(digest)
     target = parse_ref(ref)
     skopeo = require_tool("skopeo")
     with registry_authfile([target], resolver=auth) as authfile:
-        check = _verify(skopeo, target, expected, insecure, authfile)
+        check = _verify(skopeo, target, expected, insecure, authfile, blobs=True)
     if not check.verified:
         raise DigestMismatchError(
             f"{check.ref} holds {check.digest}, expected {expected}{check.detail}", check
         )
     return check
+
+
+def read_manifest(
+    ref: ImageRef, *, insecure: bool = False, authfile: AuthFile | None = None
+) -> tuple[str, str]:
+    """(digest, media type) of the manifest `ref` resolves to, read with skopeo."""
+    raw = _raw_manifest(require_tool("skopeo"), ref, insecure, authfile)
+    return _sha256(raw), media_type_of(raw)
+
+
+def inspect_image(
+    ref: str, *, insecure: bool = False, auth: Resolver | None = None
+) -> tuple[str, str]:
+    """(digest, media type) of what `ref` resolves to, logging in as replicate does."""
+    target = parse_ref(ref)
+    with registry_authfile([target], resolver=auth) as authfile:
+        return read_manifest(target, insecure=insecure, authfile=authfile)
 
 
 def manifest_digest(ref: str, *, insecure: bool = False, auth: Resolver | None = None) -> str:
@@ -208,23 +240,55 @@ def _copy(
 
 
 def _verify(
-    skopeo: str, ref: ImageRef, expected: str, insecure: bool, authfile: AuthFile | None
+    skopeo: str,
+    ref: ImageRef,
+    expected: str,
+    insecure: bool,
+    authfile: AuthFile | None,
+    *,
+    blobs: bool = False,
 ) -> Verification:
     raw = _raw_manifest(skopeo, ref, insecure, authfile)
-    digest = _sha256(raw)
+    digest, media_type = _sha256(raw), media_type_of(raw)
     if digest != expected:
-        return Verification(str(ref), expected, digest, False)
+        return Verification(str(ref), expected, digest, False, media_type=media_type)
+    manifests = [raw]
     for child in _children(raw) if ref.is_registry else []:
         try:
-            got = _sha256(_raw_manifest(skopeo, ref.with_digest(child), insecure, authfile))
+            child_raw = _raw_manifest(skopeo, ref.with_digest(child), insecure, authfile)
         except CloudError as exc:
             if "manifest unknown" not in exc.message:
                 raise
-            got = None
-        if got != child:
+            child_raw = None
+        if child_raw is None or _sha256(child_raw) != child:
             note = f" (platform manifest {child} is missing)"
-            return Verification(str(ref), expected, digest, False, note)
-    return Verification(str(ref), expected, digest, True)
+            return Verification(str(ref), expected, digest, False, note, media_type)
+        manifests.append(child_raw)
+    checked = 0
+    if blobs and ref.is_registry:
+        checked, problem = _check_blobs(ref, manifests, insecure, authfile)
+        if problem:
+            return Verification(str(ref), expected, digest, False, problem, media_type, checked)
+    return Verification(str(ref), expected, digest, True, "", media_type, checked)
+
+
+def _check_blobs(
+    ref: ImageRef, manifests: list[bytes], insecure: bool, authfile: AuthFile | None
+) -> tuple[int, str]:
+    """(blobs checked, first problem or ""): every config and layer blob, hashed as served."""
+    reader = BlobReader(ref, insecure=insecure, authfile=authfile.path if authfile else None)
+    seen: set[str] = set()
+    for raw in manifests:
+        for blob in blobs_of(raw):
+            if blob.digest in seen:
+                continue
+            seen.add(blob.digest)
+            got = reader.sha256(blob.digest)
+            if got is None:
+                return len(seen), f" (blob {blob.digest} is missing)"
+            if got != blob.digest:
+                return len(seen), f" (blob {blob.digest} is corrupted: its bytes hash to {got})"
+    return len(seen), ""
 
 
 def _raw_manifest(skopeo: str, ref: ImageRef, insecure: bool, authfile: AuthFile | None) -> bytes:
@@ -234,20 +298,24 @@ def _raw_manifest(skopeo: str, ref: ImageRef, insecure: bool, authfile: AuthFile
     if authfile:
         argv += ["--authfile", str(authfile.path)]
     argv.append(str(ref))
-    return run_tool(
-        argv, timeout=INSPECT_TIMEOUT_S, secrets=_secrets(authfile), what=f"skopeo inspect {ref}"
-    )
+    try:
+        return run_tool(
+            argv,
+            timeout=INSPECT_TIMEOUT_S,
+            secrets=_secrets(authfile),
+            what=f"skopeo inspect {ref}",
+        )
+    except CloudError as exc:
+        if ref.is_registry and is_unreachable(exc.message):
+            raise unreachable(ref.host or "", exc.message) from None
+        raise
 
 
 def _children(raw: bytes) -> list[str]:
     """Digests of the platform manifests of an index, [] for a single manifest."""
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise CloudError("the registry returned a manifest that is not JSON") from None
-    media = doc.get("mediaType") if isinstance(doc, dict) else None
-    if media not in _INDEX_TYPES and not (isinstance(doc, dict) and "manifests" in doc):
+    if media_type_of(raw) not in INDEX_TYPES:
         return []
+    doc = json.loads(raw)
     return [m["digest"] for m in doc.get("manifests", []) if isinstance(m, dict) and "digest" in m]
 
 

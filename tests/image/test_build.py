@@ -32,6 +32,7 @@ from mdeploy.image import BuildRequest, BuildResult, ImageLabels, build_image, r
 from mdeploy.image.auth import AuthFile
 from mdeploy.image.build import build_argv
 from mdeploy.image.context import assemble_context, default_base_image
+from mdeploy.image.manifests import DOCKER_V2S2
 from mdeploy.image.refs import parse_ref
 from mdeploy.spec import load_spec, spec_hash
 
@@ -162,6 +163,7 @@ def test_build_argv_is_reproducible_and_carries_no_secret(tmp_path: Path) -> Non
     assert "--isolation chroot" in joined and "--timestamp 1700000000" in joined
     assert "--identity-label=false" in argv and f"BASE_IMAGE=r.example/b@{PINNED}" in argv
     assert "--authfile" in argv and "hunter2" not in joined
+    assert argv[argv.index("--format") + 1] == "oci"  # reproducible locally; v2s2 on push
     docker = build_argv("docker", "docker", request, "b", [], 5, tmp_path, tmp_path / "i", None)
     assert "SOURCE_DATE_EPOCH=5" in docker and "--isolation" not in docker
 
@@ -311,6 +313,30 @@ def test_pushed_digest_is_what_the_registry_serves(built: tuple[BuildResult, Bui
         timeout=60,
     ).stdout
     assert result.pushed_digest == "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.tools
+def test_pushed_manifest_is_docker_v2_schema_2(
+    built: tuple[BuildResult, BuildRequest], registries: tuple[Registry, Registry]
+) -> None:
+    """SageMaker refuses OCI manifests: the registry must serve Docker v2 schema 2 types."""
+    result, request = built
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{request.push}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    doc = json.loads(raw)
+    assert doc["mediaType"] == DOCKER_V2S2 == result.pushed_media_type
+    assert doc["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    assert {layer["mediaType"] for layer in doc["layers"]} == {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    }
+    # The conversion is deterministic: the same image pushed again has the same digest
+    # (to the same registry: a registry that already holds a base layer gets its blob reused).
+    again = build_image(replace(request, push=f"{registries[1].repo('again')}:1"))
+    assert again.pushed_digest == result.pushed_digest
 
 
 @pytest.mark.tools

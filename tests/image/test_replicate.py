@@ -18,11 +18,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from image.helpers import Registry, make_oci_image, need, push_oci
+from image.helpers import INDEX, Registry, free_port, make_oci_image, need, push_oci
 from typer.testing import CliRunner
 
 from mdeploy.cli.app import app
-from mdeploy.errors import EXIT_CLOUD, EXIT_INPUT, EXIT_POLICY, CloudError, PolicyError
+from mdeploy.errors import (
+    EXIT_CLOUD,
+    EXIT_INPUT,
+    EXIT_POLICY,
+    EXIT_PREREQUISITE,
+    CloudError,
+    PolicyError,
+)
 from mdeploy.image import replicate, verify_image
 
 pytestmark = pytest.mark.tools
@@ -139,6 +146,8 @@ def test_tampered_copy_is_detected_by_verify(
         "ref": f"docker://{target}",
         "expected": digest,
         "digest": forged,
+        "media_type": INDEX,
+        "blobs_checked": 0,
         "verified": False,
     }
     assert target in bad.stderr and "Traceback" not in bad.output
@@ -240,12 +249,14 @@ def test_cli_json_contract_in_a_subprocess(
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert {"source", "digest", "copies"} <= doc.keys()
+    assert {"source", "digest", "media_type", "copies"} <= doc.keys()
     assert doc["digest"] == digest
+    assert doc["media_type"] == INDEX  # the hand-made source is an OCI index, kept as is
     assert doc["copies"] == [
         {
             "ref": f"docker://{target}",
             "digest": digest,
+            "media_type": INDEX,
             "verified": True,
             "pinned": f"{target.rsplit(':', 1)[0]}@{digest}",
         }
@@ -293,3 +304,43 @@ def test_login_goes_through_a_private_auth_file(
     assert not any(password in " ".join(argv) for argv, _ in seen)
     used = {a for argv, _ in seen for i, a in enumerate(argv) if argv[i - 1].endswith("authfile")}
     assert used and not any(Path(p).exists() for p in used)  # deleted afterwards
+
+
+def _blob_path(registry: Registry, digest: str) -> Path:
+    """Where Distribution's filesystem storage keeps a blob's bytes."""
+    hexd = digest.removeprefix("sha256:")
+    return registry.root / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+
+def test_verify_hashes_every_blob_and_reports_a_corrupted_layer(
+    registries: tuple[Registry, Registry], tmp_path: Path
+) -> None:
+    b = registries[1]
+    layout = tmp_path / "layout"
+    digest = make_oci_image(layout, "v1", {"weights.txt": b"the layer to corrupt\n"})
+    target = f"{b.repo()}:v1"
+    push_oci(layout, "v1", target)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["image", "verify", target, "--digest", digest, "--insecure", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["blobs_checked"] == 4  # 2 platforms x (config + layer)
+
+    child = json.loads(raw_manifest(target))["manifests"][1]["digest"]
+    layer = json.loads(raw_manifest(f"{target.rsplit(':', 1)[0]}@{child}"))["layers"][0]
+    blob = _blob_path(b, layer["digest"])
+    blob.write_bytes(b"x" * len(blob.read_bytes()))  # same size, other bytes, on disk
+    assert sha(raw_manifest(target)) == digest  # the manifests are untouched
+
+    bad = runner.invoke(app, ["image", "verify", target, "--digest", digest, "--insecure"])
+    assert bad.exit_code == EXIT_CLOUD, bad.output
+    assert layer["digest"] in bad.stderr and "corrupted" in bad.stderr
+    assert "Traceback" not in bad.output
+
+
+def test_unreachable_registry_is_exit_3_not_a_mismatch() -> None:
+    target = f"127.0.0.1:{free_port()}/nothing:v1"  # nothing listens there
+    result = CliRunner().invoke(
+        app, ["image", "verify", target, "--digest", "sha256:" + "0" * 64, "--insecure"]
+    )
+    assert result.exit_code == EXIT_PREREQUISITE, result.output
+    assert "unreachable" in result.stderr and "Traceback" not in result.output
