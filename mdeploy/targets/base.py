@@ -184,6 +184,8 @@ class Target(ABC):
     catalog_targets: ClassVar[tuple[str, ...]]  # which catalog offers this target deploys
     pulumi_plugins: ClassVar[tuple[str, ...]]  # Pulumi resource plugins the stack needs
     credentials_hint: ClassVar[str]  # how to get credentials, shown with exit 3
+    # Image manifest media types the platform pulls; empty = any. `up` refuses another type.
+    accepted_manifest_types: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def component(self, resource_name: str, args: EndpointArgs, opts: Any = None) -> Any:

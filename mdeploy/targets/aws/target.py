@@ -348,6 +348,10 @@ class AwsTarget(Target):
         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     )
     supported_secret_refs: ClassVar[tuple[str, ...]] = ("aws-sm:", "env:", "file:")
+    # CreateModel: 400 "Unsupported manifest media type" for OCI (amazon-sagemaker-feedback#180).
+    accepted_manifest_types: ClassVar[tuple[str, ...]] = (
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
 
     def component(self, resource_name: str, args: EndpointArgs, opts: Any = None) -> Any:
         from mdeploy.targets.aws.component import AwsEndpoint
