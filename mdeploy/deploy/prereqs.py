@@ -25,6 +25,7 @@ __all__ = [
     "backend_url",
     "check_credentials",
     "check_local_secrets",
+    "check_placement",
     "find_pulumi",
     "mdeploy_home",
     "passphrase_env",
@@ -84,6 +85,20 @@ def check_credentials(target: Target, args: EndpointArgs) -> str:
     return reason
 
 
+def check_placement(target: Target, args: EndpointArgs) -> None:
+    """
+    Kubernetes only, at `up`: some node of the kube context must be in the placement's region.
+
+    One API call (list nodes); other targets place by API region and need no check here.
+    """
+    if target.name != "kubernetes":
+        return
+    problem = target.placement_problem(args)  # type: ignore[attr-defined]
+    if problem:
+        message, hint = problem
+        raise PrerequisiteError(f"{target.display_name} placement: {message}", hint=hint)
+
+
 def passphrase_env(prompt: PassphrasePrompt | None) -> dict[str, str]:
     """
     The env that lets Pulumi's passphrase secrets provider open the stack state.
@@ -115,14 +130,24 @@ def passphrase_env(prompt: PassphrasePrompt | None) -> dict[str, str]:
 
 
 def check_local_secrets(args: EndpointArgs) -> None:
-    """Every env:/file: secret reference must resolve on this machine before `up` starts."""
+    """
+    Every env:/file: secret reference must resolve on this machine before `up` starts.
+
+    One rule for every target (the components differ: SageMaker and Vertex would fail,
+    Azure warn, Kubernetes create an empty Secret and the gated download fail much later).
+    The message names the variable or file, never a value.
+    """
     missing = []
     for var, ref in sorted(args.secrets.items()):
         kind, _, where = ref.partition(":")
-        if kind == "env" and not os.environ.get(where):
+        if kind == "env" and where not in os.environ:
             missing.append(f"{var} (env:{where} is not set)")
+        elif kind == "env" and not os.environ[where].strip():
+            missing.append(f"{var} (env:{where} is empty)")
         elif kind == "file" and not Path(where).expanduser().is_file():
             missing.append(f"{var} (file:{where} does not exist)")
+        elif kind == "file" and not os.access(Path(where).expanduser(), os.R_OK):
+            missing.append(f"{var} (file:{where} is not readable)")
     if missing:
         raise PrerequisiteError(
             "secret references that cannot be read here: " + ", ".join(missing),

@@ -46,35 +46,48 @@ def test_gpu_limits_and_requests_match_gpu_count(pulumi_mocks, endpoint_args_cor
     assert resources["limits"]["memory"] == resources["requests"]["memory"]
 
 
-def test_node_affinity_on_gpu_class(pulumi_mocks, endpoint_args_coreweave):
+def _terms(dep):
+    affinity = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    selector = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    return [t["matchExpressions"] for t in selector["nodeSelectorTerms"]]
+
+
+def _in(key, value):
+    return {"key": key, "operator": "In", "values": [value]}
+
+
+def test_node_affinity_on_gpu_class_and_region(pulumi_mocks, endpoint_args_coreweave):
     _, dep = _deploy(pulumi_mocks, endpoint_args_coreweave)
+    gpu = _in("gpu.nvidia.com/class", "H100_NVLINK_80GB")
+    # Terms are ORed: the GPU class in every term, with the region or the zone label.
+    assert _terms(dep) == [
+        [gpu, _in("topology.kubernetes.io/region", "US-EAST-04A")],
+        [gpu, _in("topology.kubernetes.io/zone", "US-EAST-04A")],
+    ]
     pod = dep["spec"]["template"]["spec"]
-    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    (expr,) = terms["nodeSelectorTerms"][0]["matchExpressions"]
-    assert expr == {"key": "gpu.nvidia.com/class", "operator": "In", "values": ["H100_NVLINK_80GB"]}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"
     ]
+
+
+def test_a_generic_cluster_pool_is_not_pinned_to_a_region(pulumi_mocks, endpoint_args_coreweave):
+    args = dataclasses.replace(endpoint_args_coreweave, region="cluster")
+    _, dep = _deploy(pulumi_mocks, args)
+    assert _terms(dep) == [[_in("gpu.nvidia.com/class", "H100_NVLINK_80GB")]]
 
 
 def test_affinity_falls_back_to_instance_type(pulumi_mocks, endpoint_args_coreweave):
     extra = {k: v for k, v in endpoint_args_coreweave.extra.items() if k != "gpu_class"}
     args = dataclasses.replace(endpoint_args_coreweave, extra=extra)
     _, dep = _deploy(pulumi_mocks, args)
-    affinity = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
-    (expr,) = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
-        "matchExpressions"
-    ]
-    assert expr["key"] == "node.kubernetes.io/instance-type"
-    assert expr["values"] == ["gd-8xh100ib-i128"]
+    for term in _terms(dep):
+        assert term[0] == _in("node.kubernetes.io/instance-type", "gd-8xh100ib-i128")
 
 
 def test_custom_gpu_class_label(pulumi_mocks, endpoint_args_coreweave):
     extra = {**endpoint_args_coreweave.extra, "gpu_class_label": "example.com/gpu"}
     _, dep = _deploy(pulumi_mocks, dataclasses.replace(endpoint_args_coreweave, extra=extra))
-    affinity = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
-    terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms[0]["matchExpressions"][0]["key"] == "example.com/gpu"
+    assert _terms(dep)[0][0]["key"] == "example.com/gpu"
 
 
 def test_probes_use_adapter_routes_and_startup_budget(pulumi_mocks, endpoint_args_coreweave):

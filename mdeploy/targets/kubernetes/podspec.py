@@ -17,6 +17,7 @@ from pulumi_kubernetes.core import v1 as core
 from pulumi_kubernetes.meta import v1 as meta
 
 from mdeploy.targets.base import EndpointArgs
+from mdeploy.targets.kubernetes.nodes import GENERIC_REGION, REGION_LABEL, ZONE_LABEL
 
 __all__ = [
     "CACHE_DIR",
@@ -103,24 +104,39 @@ def sizing(args: EndpointArgs, cfg: pulumi.Config) -> dict[str, str]:
 
 
 def node_affinity(args: EndpointArgs) -> core.AffinityArgs | None:
-    """Pin pods to the GPU class (CoreWeave label) or else to the node instance type."""
+    """
+    Pin pods to the GPU class (CoreWeave label) or the node instance type, and to the region.
+
+    The region (unless a pool's generic "cluster") must match a node's
+    topology.kubernetes.io/region or topology.kubernetes.io/zone label: node selector terms
+    are ORed, so each term repeats the GPU requirement with one of the two place labels.
+    `up` checks first that some node carries it (nodes.region_problem).
+    """
+    gpu: list[core.NodeSelectorRequirementArgs] = []
     if args.extra.get("gpu_class"):
         key = str(args.extra.get("gpu_class_label") or "gpu.nvidia.com/class")
-        value = str(args.extra["gpu_class"])
+        gpu.append(_in(key, str(args.extra["gpu_class"])))
     elif args.extra.get("instance_type_label"):
-        key, value = "node.kubernetes.io/instance-type", str(args.extra["instance_type_label"])
+        gpu.append(_in("node.kubernetes.io/instance-type", str(args.extra["instance_type_label"])))
+    if args.region and args.region != GENERIC_REGION:
+        places = [[*gpu, _in(label, args.region)] for label in (REGION_LABEL, ZONE_LABEL)]
+    elif gpu:
+        places = [gpu]
     else:
         return None
-    term = core.NodeSelectorTermArgs(
-        match_expressions=[core.NodeSelectorRequirementArgs(key=key, operator="In", values=[value])]
-    )
     return core.AffinityArgs(
         node_affinity=core.NodeAffinityArgs(
             required_during_scheduling_ignored_during_execution=core.NodeSelectorArgs(
-                node_selector_terms=[term]
+                node_selector_terms=[
+                    core.NodeSelectorTermArgs(match_expressions=terms) for terms in places
+                ]
             )
         )
     )
+
+
+def _in(key: str, value: str) -> core.NodeSelectorRequirementArgs:
+    return core.NodeSelectorRequirementArgs(key=key, operator="In", values=[value])
 
 
 def deployment_spec(

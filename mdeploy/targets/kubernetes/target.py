@@ -120,6 +120,36 @@ class KubernetesTarget(Target):
             )
         return out
 
+    def placement_problem(self, args: EndpointArgs) -> tuple[str, str] | None:
+        """
+        (problem, hint) when no node of the kube context is in the placement's region.
+
+        Reads the cluster's node list (one API call), so only `up` runs it, after the
+        credential check. A pool whose region is the generic "cluster" is not checked.
+        """
+        from mdeploy.targets.kubernetes.nodes import (
+            GENERIC_REGION,
+            NodeListError,
+            labels_hint,
+            list_node_labels,
+            region_problem,
+        )
+
+        if args.region == GENERIC_REGION:
+            return None
+        context = str(args.extra.get("kube_context") or self.context or "") or None
+        hint = (
+            f"see where the nodes are with `{labels_hint(context)}`; point "
+            "placement.kubernetes.context at the cluster in that region, or declare the "
+            "pool's real region"
+        )
+        try:
+            labels = list_node_labels(context, [p for p in kubeconfig_paths() if p.is_file()])
+        except NodeListError as exc:
+            return f"cannot check that the nodes are in {args.region!r}: {exc}", hint
+        problem = region_problem(args.region, labels)
+        return (problem, hint) if problem else None
+
     def ops(self, outputs: dict[str, Any]) -> Any:
         from mdeploy.targets.kubernetes.ops import KubernetesOps
 
