@@ -225,7 +225,8 @@ _PLAIN: dict[str, tuple[str, str, dict[str, str], set[str]]] = {
 # Nested Pulumi names that differ from the API member beyond case.
 _NESTED_ALIASES = {"routingConfigs": "RoutingConfig"}
 _PROVIDER_ONLY = {"region"}  # chooses the endpoint host; never a request member
-_NOT_SENT = {"pulumi-python:dynamic:Resource", "mdeploy:aws:Endpoint"}
+# Engine-side resources: nothing reaches AWS (the Stash orders scaling around updates).
+_NOT_SENT = {"pulumi-python:dynamic:Resource", "mdeploy:aws:Endpoint", "pulumi:index:Stash"}
 
 
 def to_requests(resource: dict[str, Any]) -> list[Request]:

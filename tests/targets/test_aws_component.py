@@ -393,6 +393,73 @@ def test_no_autoscaling_for_a_fixed_fleet(pulumi_mocks, endpoint_args_aws) -> No
     assert pulumi_mocks.by_type(SCALING_POLICY) == []
 
 
+STASH = "pulumi:index:Stash"
+
+
+def _register_options(session: Any) -> dict[str, Any]:
+    """Each resource's name -> the RegisterResource request the engine got (options too)."""
+    seen: dict[str, Any] = {}
+    original = session.monitor.RegisterResource
+
+    def spy(request: Any) -> Any:
+        seen[request.name] = request
+        return original(request)
+
+    session.monitor.RegisterResource = spy
+    return seen
+
+
+def _property_deps(request: Any, key: str) -> set[str]:
+    return (
+        set(request.propertyDependencies[key].urns)
+        if key in request.propertyDependencies
+        else set()
+    )
+
+
+def test_instance_change_deregisters_scaling_before_the_endpoint_update(
+    pulumi_mocks, endpoint_args_aws
+) -> None:
+    """
+    SageMaker refuses UpdateEndpoint changing the instance type of an autoscaled variant
+    (endpoint-scaling-update.html). The graph must make Pulumi delete policy and target first.
+    """
+    requests = _register_options(pulumi_mocks)
+    _run(pulumi_mocks, endpoint_args_aws)
+    epoch = pulumi_mocks.one(STASH)
+    assert epoch.inputs["input"] == {"instanceType": "ml.g5.2xlarge", "variant": "primary"}
+    assert epoch.depends_on == []  # registered before anything it must precede
+    options = requests["scaling-epoch"]
+    assert options.deleteBeforeReplace and list(options.replaceOnChanges) == ["input"]
+    # Its replacement deletes first what depends on it through a replace-forcing property...
+    target = pulumi_mocks.one(SCALING_TARGET)
+    assert epoch.urn in _property_deps(requests["scaling-target"], "resourceId")
+    assert target.urn in _property_deps(requests["scaling-policy"], "resourceId")
+    # ...and the endpoint update waits for it, while the target follows the endpoint.
+    endpoint = pulumi_mocks.one(ENDPOINT)
+    assert epoch.urn in endpoint.depends_on
+    assert endpoint.urn in target.depends_on
+
+
+def _epoch(args: EndpointArgs) -> Any:
+    with MockSession() as s:
+        s.run(lambda: AwsEndpoint("ep", args))
+        return s.one(STASH).inputs["input"]
+
+
+def test_epoch_changes_with_the_instance_type_only(endpoint_args_aws) -> None:
+    """A new model on the same instances is allowed with autoscaling: no re-registration."""
+    base = _epoch(endpoint_args_aws)
+    assert _epoch(dataclasses.replace(endpoint_args_aws, instance_type="ml.g6.2xlarge")) != base
+    new_image = endpoint_args_aws.image.replace("0123", "4567")
+    assert _epoch(dataclasses.replace(endpoint_args_aws, image=new_image)) == base
+
+
+def test_no_epoch_without_autoscaling(pulumi_mocks, endpoint_args_aws) -> None:
+    _run(pulumi_mocks, dataclasses.replace(endpoint_args_aws, replicas_min=2, replicas_max=2))
+    assert pulumi_mocks.by_type(STASH) == []
+
+
 def test_every_child_is_parented_and_tagged(pulumi_mocks, endpoint_args_aws) -> None:
     comp = _run(pulumi_mocks, endpoint_args_aws)
     urn = pulumi_mocks.resolve(comp.urn)

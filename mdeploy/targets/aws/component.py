@@ -135,16 +135,20 @@ class AwsEndpoint(pulumi.ComponentResource):
         )
         model = self._model(role, image, data, secret_env, policies)
         config = self._endpoint_config(model, self._model_name(data))
+        scaled = args.replicas_max > args.replicas_min
+        epoch = self._scaling_epoch() if scaled else None
         endpoint = aws.sagemaker.Endpoint(
             "endpoint",
             name=names.endpoint,
             endpoint_config_name=config.name,
             deployment_config=self._deployment_config(),
             tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, *policies]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[logs, *policies, *([epoch] if epoch else [])]
+            ),
         )
-        if args.replicas_max > args.replicas_min:
-            self._autoscaling(endpoint)
+        if epoch is not None:
+            self._autoscaling(endpoint, epoch)
 
         self.endpoint_name = endpoint.name
         self.endpoint_url = endpoint.name.apply(lambda n: runtime_url(args.region, n))
@@ -463,13 +467,45 @@ class AwsEndpoint(pulumi.ComponentResource):
             auto_rollback_configuration=rollback,
         )
 
-    def _autoscaling(self, endpoint: aws.sagemaker.Endpoint) -> None:
+    def _scaling_epoch(self) -> pulumi.Stash:
+        """
+        The autoscaling registration's epoch: replaced (deleted first) when the instance type
+        changes, so that Pulumi deregisters the scalable target *before* the endpoint update.
+
+        SageMaker refuses an UpdateEndpoint that changes the instance type of a variant that is
+        a scalable target: "Before you update the endpoint, delete any scaling policies
+        configured for it and deregister the variant as a scalable target ... After you update
+        the endpoint, you can register the updated variant" (https://docs.aws.amazon.com/
+        sagemaker/latest/dg/endpoint-scaling-update.html, read 2026-12-06). Changing only the
+        model is allowed, so only the instance type (and the variant) are in the epoch.
+
+        How Pulumi orders it: the epoch has no dependencies, so it is registered first; its
+        delete-before-replace deletes every dependent that its replacement would replace, and
+        the scaling target's `resource_id` depends on it (a ForceNew property), so the policy
+        and the target are deleted (DeleteScalingPolicy, DeregisterScalableTarget) before the
+        epoch is recreated. The endpoint depends on the epoch, so UpdateEndpoint runs after
+        that; the target and the policy depend on the endpoint, so they are created again last.
+        A scalable target hanging off the endpoint's own name alone would only be replaced after
+        the endpoint update had already failed.
+        """
+        return pulumi.Stash(
+            "scaling-epoch",
+            input={"instanceType": self._args.instance_type, "variant": self._names.variant},
+            opts=pulumi.ResourceOptions(
+                parent=self, replace_on_changes=["input"], delete_before_replace=True
+            ),
+        )
+
+    def _autoscaling(self, endpoint: aws.sagemaker.Endpoint, epoch: pulumi.Stash) -> None:
         """Target tracking on invocations per instance, between replicas.min and .max."""
         args, settings, variant = self._args, self._settings, self._names.variant
         target = aws.appautoscaling.Target(
             "scaling-target",
             service_namespace="sagemaker",
-            resource_id=endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{variant}"),
+            # The epoch only orders the target (see _scaling_epoch); it adds nothing to the id.
+            resource_id=pulumi.Output.all(endpoint.name, epoch.input).apply(
+                lambda values: f"endpoint/{values[0]}/variant/{variant}"
+            ),
             scalable_dimension=SCALABLE_DIMENSION,
             min_capacity=args.replicas_min,
             max_capacity=args.replicas_max,
