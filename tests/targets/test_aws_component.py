@@ -300,6 +300,15 @@ def test_variant_uses_startup_timeouts_and_instance_shape(pulumi_mocks, endpoint
     assert "volumeSizeInGb" not in variant  # g5: NVMe instance storage only
 
 
+def test_gpu_variant_names_the_host_ami_for_the_images_cuda(
+    pulumi_mocks, endpoint_args_aws
+) -> None:
+    """Without it g5 hosts run driver 470 (CUDA 11.4) and the vLLM image cannot start."""
+    _run(pulumi_mocks, endpoint_args_aws)
+    (variant,) = pulumi_mocks.one(CONFIG).inputs["productionVariants"]
+    assert variant["inferenceAmiVersion"] == "al2023-ami-sagemaker-inference-gpu-4-1"
+
+
 def test_timeouts_are_clamped_to_sagemaker_range(endpoint_args_aws) -> None:
     args = dataclasses.replace(endpoint_args_aws, startup_timeout_s=7200)
     (variant,) = _synth(args)[CONFIG]["productionVariants"]

@@ -14,6 +14,8 @@ from mdeploy.errors import InputError
 from mdeploy.spec.models import Deployment
 from mdeploy.targets import get_target
 from mdeploy.targets.aws.target import (
+    GPU_INFERENCE_AMIS,
+    IMAGE_CUDA,
     TARGET,
     AwsSettings,
     AwsTarget,
@@ -21,6 +23,8 @@ from mdeploy.targets.aws.target import (
     check_deployable,
     container_env,
     hashed_name,
+    inference_ami_version,
+    is_gpu_instance,
     model_data,
     partition_of,
     repository_arn,
@@ -304,3 +308,68 @@ def test_repository_arn_of_a_url() -> None:
     assert repository_arn(url, "eu-west-3") == (
         "arn:aws:ecr:eu-west-3:210987654321:repository/team/vllm"
     )
+
+
+# -- InferenceAmiVersion ----------------------------------------------------------------------
+
+
+def _botocore_ami_docs() -> tuple[list[str], str]:
+    """The enum and the documentation of ProductionVariant.InferenceAmiVersion (the authority)."""
+    botocore = pytest.importorskip("botocore.session")
+    model = botocore.get_session().get_service_model("sagemaker")
+    member = model.shape_for("ProductionVariant").members["InferenceAmiVersion"]
+    return list(member.enum), re.sub(r"<[^>]+>", " ", member.documentation)
+
+
+def test_ami_table_matches_botocores_enum_and_documented_drivers() -> None:
+    enum, doc = _botocore_ami_docs()
+    for name, driver, (major, minor) in GPU_INFERENCE_AMIS:
+        assert name in enum, name
+        # "<name> Accelerator: GPU NVIDIA driver version: 580 CUDA version: 13.0 ..."
+        block = re.search(rf"{re.escape(name)}\s+Accelerator: GPU(.*?)(?=al2|$)", doc, re.S)
+        assert block, name
+        assert re.search(rf"NVIDIA driver version: {driver}\b", block.group(1)), name
+        assert re.search(rf"CUDA version: {major}\.{minor}\b", block.group(1)), name
+    gpu_amis = {e for e in enum if "-gpu-" in e}
+    assert gpu_amis == {name for name, _, _ in GPU_INFERENCE_AMIS}, "botocore knows a new AMI"
+
+
+def test_the_image_gets_the_oldest_ami_whose_driver_runs_its_cuda() -> None:
+    settings = AwsSettings()
+    assert IMAGE_CUDA >= (12, 8)  # vLLM >= 0.11.1 images; 550 (CUDA 12.4) is too old for them
+    assert inference_ami_version("ml.g6e.xlarge", settings) == (
+        "al2023-ami-sagemaker-inference-gpu-4-1"
+    )
+    assert inference_ami_version("ml.g5.2xlarge", settings, (12, 4)) == (
+        "al2-ami-sagemaker-inference-gpu-3-1"
+    )
+    assert inference_ami_version("ml.p4d.24xlarge", settings, (12, 1)) == (
+        "al2-ami-sagemaker-inference-gpu-2"
+    )
+    assert inference_ami_version("ml.inf2.xlarge", settings) is None
+    assert inference_ami_version("ml.m5.xlarge", settings) is None
+    with pytest.raises(InputError, match=r"CUDA 13\.1"):
+        inference_ami_version("ml.g5.2xlarge", settings, (13, 1))
+
+
+def test_configured_ami_is_checked_against_the_image() -> None:
+    newest = AwsSettings.from_config(
+        {"inferenceAmiVersion": "al2023-ami-sagemaker-inference-gpu-4-1"}.get
+    )
+    assert inference_ami_version("ml.g5.2xlarge", newest) == newest.inference_ami_version
+    old = AwsSettings.from_config(
+        {"inferenceAmiVersion": "al2-ami-sagemaker-inference-gpu-3-1"}.get
+    )
+    with pytest.raises(InputError, match="would not start"):
+        inference_ami_version("ml.g5.2xlarge", old)
+    with pytest.raises(InputError, match="mdeploy:inferenceAmiVersion"):
+        AwsSettings.from_config({"inferenceAmiVersion": "al2-ami-typo"}.get)
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "gpu"),
+    [("ml.g6e.xlarge", True), ("ml.p5.48xlarge", True), ("ml.inf2.xlarge", False),
+     ("ml.trn1.2xlarge", False), ("ml.c5.xlarge", False)],
+)  # fmt: skip
+def test_gpu_instance_families(instance_type: str, gpu: bool) -> None:
+    assert is_gpu_instance(instance_type) is gpu

@@ -53,6 +53,7 @@ from mdeploy.targets.aws.target import (
     check_deployable,
     container_env,
     hashed_name,
+    inference_ami_version,
     model_data,
     partition_of,
     repository_arn,
@@ -412,6 +413,9 @@ class AwsEndpoint(pulumi.ComponentResource):
             "container_startup_health_check_timeout_in_seconds": timeout,
             "model_data_download_timeout_in_seconds": timeout,
         }
+        ami = inference_ami_version(args.instance_type, settings)
+        if ami:
+            variant["inference_ami_version"] = ami
         if ebs:
             variant["volume_size_in_gb"] = settings.volume_size_gb or volume_size_gb(
                 args.weights_gib

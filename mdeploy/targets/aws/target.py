@@ -24,6 +24,8 @@ scaleInCooldownSeconds         default 600 (GPU instances take minutes to start)
 scaleOutCooldownSeconds        default 300
 logRetentionDays               endpoint log group retention (default 30)
 volumeSizeGb                   EBS volume per instance; default sized from the weights
+inferenceAmiVersion            the GPU host AMI (ProductionVariant.InferenceAmiVersion); default
+                               the oldest one whose driver runs the image's CUDA (see below)
 =============================  ==================================================================
 """
 
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
 
 __all__ = [
+    "GPU_INFERENCE_AMIS",
+    "IMAGE_CUDA",
     "TARGET",
     "VARIANT_NAME",
     "AwsSettings",
@@ -59,6 +63,8 @@ __all__ = [
     "check_deployable",
     "container_env",
     "hashed_name",
+    "inference_ami_version",
+    "is_gpu_instance",
     "model_data",
     "partition_of",
     "repository_arn",
@@ -82,6 +88,26 @@ _NVME_FAMILIES = ("g5", "g6", "p5", "trn1")
 _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
 _ENV_VALUE_MAX = 1024  # bytes per key and per value (ContainerDefinition.Environment)
 
+# ProductionVariant.InferenceAmiVersion: each GPU host AMI with its NVIDIA driver and the CUDA
+# version that driver supports, as botocore's SageMaker model documents that member (botocore
+# 1.44.18, data/sagemaker/2017-07-24/service-2.json; the same list is on
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariant.html), read
+# 2026-12-06. Oldest first. Without an override SageMaker's default host runs driver 470 / CUDA
+# 11.4 on g4dn, g5, p4d and 535 / CUDA 12.2 on g6, p5 (docs.aws.amazon.com/sagemaker/latest/dg/
+# inference-gpu-drivers.html), too old for the image below; these AMIs disable CUDA-compat
+# mounting except gpu-2, so the host driver must support the image's CUDA by itself.
+GPU_INFERENCE_AMIS: tuple[tuple[str, int, tuple[int, int]], ...] = (
+    ("al2-ami-sagemaker-inference-gpu-2", 535, (12, 2)),
+    ("al2-ami-sagemaker-inference-gpu-2-1", 535, (12, 2)),
+    ("al2-ami-sagemaker-inference-gpu-3-1", 550, (12, 4)),
+    ("al2023-ami-sagemaker-inference-gpu-4-1", 580, (13, 0)),
+)
+# CUDA of the pinned base image (templates/Dockerfile: vllm/vllm-openai v0.14.0). vLLM's default
+# CUDA build is 12.9 since v0.11.1 ("Updated the default CUDA build to torch==2.9.0+cu129",
+# release notes, quoted at discuss.vllm.ai/t/2213); v0.14.0 publishes CUDA 13.0 separately as
+# `v0.14.0-x86_64-cu130`. Either 12.8 or 12.9 needs a driver newer than gpu-3-1's 550.
+IMAGE_CUDA: tuple[int, int] = (12, 9)
+
 
 @dataclass(frozen=True)
 class AwsSettings:
@@ -102,6 +128,7 @@ class AwsSettings:
     scale_out_cooldown_s: int = 300
     log_retention_days: int = 30
     volume_size_gb: int | None = None
+    inference_ami_version: str | None = None
 
     @classmethod
     def from_config(cls, get: Callable[[str], str | None]) -> AwsSettings:
@@ -135,6 +162,7 @@ class AwsSettings:
             scale_out_cooldown_s=num("scaleOutCooldownSeconds", 0, 86_400, 300),
             log_retention_days=num("logRetentionDays", 1, 3653, 30),
             volume_size_gb=num("volumeSizeGb", VOLUME_GB_MIN, VOLUME_GB_MAX, 0) or None,
+            inference_ami_version=raw("inferenceAmiVersion"),
         )
         settings.check()
         return settings
@@ -156,6 +184,13 @@ class AwsSettings:
                 raise InputError(f"mdeploy:{key} = {url!r}: expected s3://bucket/key")
         if len(self.rollback_alarm_names) > 10:
             raise InputError("mdeploy:rollbackAlarmNames: SageMaker accepts at most 10 alarms")
+        known = [name for name, _, _ in GPU_INFERENCE_AMIS]
+        if self.inference_ami_version and self.inference_ami_version not in known:
+            raise InputError(
+                f"mdeploy:inferenceAmiVersion {self.inference_ami_version!r} is not a GPU "
+                "inference AMI SageMaker knows",
+                hint="one of " + ", ".join(known),
+            )
 
 
 @dataclass(frozen=True)
@@ -225,6 +260,39 @@ def volume_size_gb(weights_gib: float) -> int | None:
             hint="use an instance type with NVMe instance storage (g5, g6, p4d, p5)",
         )
     return max(30, min(VOLUME_GB_MAX, gigabytes))
+
+
+def is_gpu_instance(instance_type: str) -> bool:
+    """NVIDIA GPU instance families on SageMaker: ml.g* and ml.p* (inf/trn are Neuron)."""
+    family = instance_type.removeprefix("ml.").split(".", 1)[0]
+    return family[:1] in ("g", "p")
+
+
+def inference_ami_version(
+    instance_type: str, settings: AwsSettings, cuda: tuple[int, int] = IMAGE_CUDA
+) -> str | None:
+    """
+    The host AMI for a GPU variant: the configured one, else the oldest whose driver supports
+    `cuda`; None on non-GPU instances. Refuses a configured AMI too old for the image.
+    """
+    if not is_gpu_instance(instance_type):
+        return None
+    fits = [name for name, _, supports in GPU_INFERENCE_AMIS if supports >= cuda]
+    wanted = settings.inference_ami_version
+    if wanted:
+        if wanted not in fits:
+            raise InputError(
+                f"mdeploy:inferenceAmiVersion {wanted}: its driver supports CUDA below the "
+                f"image's {cuda[0]}.{cuda[1]}; the container would not start",
+                hint="use " + " or ".join(fits) if fits else "unset it",
+            )
+        return wanted
+    if not fits:
+        raise InputError(
+            f"no SageMaker GPU AMI supports CUDA {cuda[0]}.{cuda[1]}",
+            hint="build the image on an older CUDA base",
+        )
+    return fits[0]
 
 
 @dataclass(frozen=True)
