@@ -220,6 +220,9 @@ def up_cmd(
     yes: YesOption = False,
     json_out: JsonOption = False,
     config: ConfigOption = None,
+    strict_quota: Annotated[
+        bool, typer.Option("--strict-quota", help="Refuse when the quota cannot be read.")
+    ] = False,
 ) -> None:
     """Deploy or update the endpoint: ship the image by digest, then apply the stack."""
     with cli_errors():
@@ -227,7 +230,7 @@ def up_cmd(
 
         op = _operation(spec, env, target, need_secrets=True, config=config, deploying=True)
         with _progress(op, "up") as progress:
-            summary = up(op, progress, yes=yes, confirm=_confirm())
+            summary = up(op, progress, yes=yes, confirm=_confirm(), strict_quota=strict_quota)
         _report(summary, json_out)
 
 

@@ -203,12 +203,17 @@ def up(
     *,
     yes: bool = False,
     confirm: Confirm | None = None,
+    strict_quota: bool = False,
 ) -> dict[str, Any]:
     """
-    Deploy: confirm destructive changes, ship the image by digest, then the full update.
+    Deploy: pre-flight (quota, image pinned by digest), confirm destructive changes, ship
+    the image by digest, then the full update.
 
     Returns the summary printed by `up --json`.
     """
+    from mdeploy.deploy.preflight import preflight
+
+    preflight(op, strict_quota=strict_quota, warn=lambda text: _warn(progress, text))
     stack = open_stack(op)
     started = time.monotonic()
     if not yes and _has_history(stack, op):
@@ -297,6 +302,13 @@ def invoke(op: Operation, body: dict[str, Any], *, stream: bool = False) -> Any:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _warn(progress: Progress, text: str) -> None:
+    """A warning on stderr, with the live table (if any) out of the way."""
+    with progress.paused():
+        sys.stderr.write(f"warning: {text}\n")
+        sys.stderr.flush()
 
 
 def _command(path: str) -> Any:

@@ -19,6 +19,7 @@ from typing import ClassVar
 import pytest
 
 STACK = "mistral-7b-chat-default-kubernetes"
+DOCKER_V2S2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 def _json(result) -> dict:
@@ -104,6 +105,7 @@ def test_aws_up_is_two_phase_with_replication(cli, fake_pulumi, spec_file, facts
 
     module = sys.modules[importlib.import_module("mdeploy.image.replicate").__name__]
     monkeypatch.setattr(module, "replicate", fake_replicate)
+    monkeypatch.setattr(module, "inspect_image", lambda ref: (facts.digest, DOCKER_V2S2))
     account = "--config=mdeploy:awsAccountId=123456789012"
     result = cli("up", spec_file, "--target", "aws", "--yes", "--json", account)
     assert result.exit_code == 0, result.stderr
