@@ -98,6 +98,18 @@ def test_variants_reach_the_requests() -> None:
     assert kms.params["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
 
 
+def test_synth_of_every_example_names_the_region_on_every_placed_resource() -> None:
+    """IAM roles and role policies are global (IAM has no region); every other one names it."""
+    for case in (c for c in CASES if c.variant == "defaults"):
+        placed = [r for r in aws_graph(case.args) if r["type"].startswith("aws:")]
+        regions = {(r["type"], r["inputs"].get("region")) for r in placed}
+        expected = {
+            (r["type"], None if r["type"].startswith("aws:iam/") else case.args.region)
+            for r in placed
+        }
+        assert regions == expected, case.id
+
+
 # -- the checker can fail ----------------------------------------------------------------------
 
 

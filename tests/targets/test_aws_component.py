@@ -480,6 +480,22 @@ def test_every_child_is_parented_and_tagged(pulumi_mocks, endpoint_args_aws) -> 
     assert all(r.inputs["tags"] == endpoint_args_aws.labels for r in tagged)
 
 
+GLOBAL_TYPES = {"aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy"}  # IAM has no region
+
+
+def test_every_regional_resource_names_its_region(pulumi_mocks, endpoint_args_aws) -> None:
+    """Residency visible in the graph, not only in the provider's stack config (issue 9 §10)."""
+    args = dataclasses.replace(endpoint_args_aws, region="eu-central-1")
+    _run(pulumi_mocks, args)
+    placed = [r for r in pulumi_mocks.resources if r.type.startswith("aws:")]
+    regional = [r for r in placed if r.type not in GLOBAL_TYPES]
+    assert {r.type for r in placed} - {r.type for r in regional} == GLOBAL_TYPES
+    assert regional and {r.name: r.inputs.get("region") for r in regional} == {
+        r.name: "eu-central-1" for r in regional
+    }
+    assert all("region" not in r.inputs for r in placed if r.type in GLOBAL_TYPES)
+
+
 def test_outputs_are_registered(pulumi_mocks, endpoint_args_aws, monkeypatch) -> None:
     registered: dict[str, Any] = {}
     monkeypatch.setattr(AwsEndpoint, "register_outputs", lambda self, o: registered.update(o))

@@ -104,6 +104,10 @@ class AwsEndpoint(pulumi.ComponentResource):
         self._tags = aws_tags(args.labels)
         self._child = pulumi.ResourceOptions(parent=self)
         self._partition = partition_of(args.region)[0]
+        # Residency visible per resource: every regional resource names its region (pulumi-aws
+        # v7's per-resource `region`), not only the provider's stack config. IAM roles and their
+        # inline policies are global (IAM has no region) and carry none.
+        self._region = args.region
 
         repo_url, repo_arn = self._registry()
         image = pulumi.Output.from_input(repo_url).apply(
@@ -129,6 +133,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         policies = self._role_policies(role, repo_arn, data, secret_arns)
         logs = aws.cloudwatch.LogGroup(
             "logs",
+            region=self._region,
             name=f"/aws/sagemaker/Endpoints/{names.endpoint}",
             retention_in_days=settings.log_retention_days,
             tags=self._tags,
@@ -140,6 +145,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         epoch = self._scaling_epoch() if scaled else None
         endpoint = aws.sagemaker.Endpoint(
             "endpoint",
+            region=self._region,
             name=names.endpoint,
             endpoint_config_name=config.name,
             deployment_config=self._deployment_config(),
@@ -185,6 +191,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         kms = self._settings.kms_key_arn
         self.repository = aws.ecr.Repository(
             "repository",
+            region=self._region,
             name=repository_name(self._args),
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
@@ -268,6 +275,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         local = env_name.lower().replace("_", "-")
         secret = aws.secretsmanager.Secret(
             f"secret-{local}",
+            region=self._region,
             name_prefix=f"mdeploy/{self._names.base}/{env_name}-",
             description=f"{env_name} for the mdeploy endpoint {self._names.endpoint}",
             kms_key_id=self._settings.kms_key_arn,
@@ -276,6 +284,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         )
         aws.secretsmanager.SecretVersion(
             f"secret-{local}-value",
+            region=self._region,
             secret_id=secret.id,
             secret_string=value,
             opts=self._child,
@@ -384,6 +393,7 @@ class AwsEndpoint(pulumi.ComponentResource):
             )
         return aws.sagemaker.Model(
             "model",
+            region=self._region,
             name=self._model_name(data),
             execution_role_arn=role.arn,
             primary_container=aws.sagemaker.ModelPrimaryContainerArgs(
@@ -423,6 +433,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         kms = settings.kms_key_arn if ebs else None  # NVMe instance storage: hardware-encrypted
         return aws.sagemaker.EndpointConfiguration(
             "config",
+            region=self._region,
             # Plain strings only, so the name is known at preview and shown by `synth`.
             name=hashed_name(self._names.base, args.short_hash, model_name, variant, kms),
             production_variants=[
@@ -505,6 +516,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         args, settings, variant = self._args, self._settings, self._names.variant
         target = aws.appautoscaling.Target(
             "scaling-target",
+            region=self._region,
             service_namespace="sagemaker",
             # The epoch only orders the target (see _scaling_epoch); it adds nothing to the id.
             resource_id=pulumi.Output.all(endpoint.name, epoch.input).apply(
@@ -518,6 +530,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         )
         aws.appautoscaling.Policy(
             "scaling-policy",
+            region=self._region,
             name=f"{self._names.endpoint}-invocations-per-instance",
             policy_type="TargetTrackingScaling",
             service_namespace=target.service_namespace,
