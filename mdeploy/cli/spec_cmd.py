@@ -25,12 +25,15 @@ from mdeploy.cli._common import (
     console,
     err_console,
     print_json,
+    redact,
+    report_error,
 )
 from mdeploy.errors import GuardrailError, InputError, Issue, MdeployError, SpecError
 
 if TYPE_CHECKING:
     from mdeploy.catalog.models import ModelArchitecture
     from mdeploy.spec import LoadedSpec
+    from mdeploy.spec._yaml import Node
 
 AllEnvsOption = Annotated[
     bool,
@@ -74,16 +77,15 @@ def validate(
     """
     Check a spec: fields, overlay, model architecture and, for [bold]prod[/], the guardrails.
     """
-    with cli_errors():
+    with cli_errors(json_out=as_json):
         if all_envs and env:
             raise InputError("--env and --all-envs exclude each other", hint="pass one of them")
-        envs = _env_names(spec) if all_envs else [env]
-        outcomes = [_check(spec, name) for name in envs]
+        outcomes = _outcomes(spec, env, all_envs=all_envs)
         if as_json:
             print_json(_payload(spec, env, outcomes, all_envs=all_envs))
         error = _combined(outcomes)
-        if error is not None:
-            raise error
+        if error is not None:  # the JSON above already holds the issues: stderr only
+            raise typer.Exit(report_error(error))
         if not as_json:
             for outcome in outcomes:
                 console.print(_ok_line(spec, outcome), soft_wrap=True)
@@ -149,17 +151,94 @@ class _Outcome:
 
 
 def _check(path: Path, env: str | None) -> _Outcome:
-    """Load, resolve the model, then apply guardrails when strict; never raises MdeployError."""
-    from mdeploy.spec import check_guardrails, load_spec
+    """Check `path` with overlay `env`; never raises MdeployError."""
+    return _outcomes(path, env, all_envs=False)[0]
+
+
+def _outcomes(path: Path, env: str | None, *, all_envs: bool) -> list[_Outcome]:
+    """
+    Read the file once, then check the base or `env`, or the base and every overlay.
+
+    One read for all overlays keeps `--all-envs` linear in their number.
+    """
+    from mdeploy.spec._overlay import environment_names
+    from mdeploy.spec._yaml import read_tree
 
     try:
-        loaded = load_spec(path, env)
-        arch = _resolve(loaded)
+        tree = read_tree(path)
+    except MdeployError as exc:
+        return [_Outcome(path, env, error=exc)]
+    names = [None, *environment_names(tree)] if all_envs else [env]
+    return [_check_tree(tree, path, name) for name in names]
+
+
+def _check_tree(tree: Node, path: Path, env: str | None) -> _Outcome:
+    """Load one overlay, run every offline check, then the guardrails when strict."""
+    from mdeploy.spec import check_guardrails
+    from mdeploy.spec.loader import load_from_tree
+
+    try:
+        loaded = load_from_tree(tree, path, env)
+        arch = offline_checks(loaded)
         if loaded.strict:
             check_guardrails(loaded)
     except MdeployError as exc:
         return _Outcome(path, env, error=exc)
     return _Outcome(path, env, loaded, arch)
+
+
+def offline_checks(loaded: LoadedSpec) -> ModelArchitecture:
+    """
+    Every check of the spec that needs no network, each located in the file (exit 2).
+
+    Beyond the schema: the model resolves, and the planner's own spec checks — context
+    within the model's trained length, no planner-owned engine flag, a known GPU for each
+    pool without gpu_memory_gib. `plan` calls this too, so both report the same file:line.
+    """
+    arch = _resolve(loaded)
+    issues = _plan_time_issues(loaded, arch)
+    if issues:
+        raise SpecError(issues, hint="fix the fields listed; `mdeploy schema` describes each")
+    return arch
+
+
+def _plan_time_issues(loaded: LoadedSpec, arch: ModelArchitecture) -> list[Issue]:
+    from mdeploy.plan.engine import PLANNER_FLAGS
+
+    spec, issues = loaded.spec, []
+    limit = arch.max_position_embeddings
+    if limit and spec.model.max_context > limit:
+        issues.append(
+            loaded.issue(
+                "model.max_context",
+                f"{spec.model.max_context} exceeds the {limit} tokens {spec.model.id} was "
+                f"trained for; vLLM refuses to start: set it to at most {limit}",
+            )
+        )
+    for flag in spec.serving.engine_args:
+        if flag in PLANNER_FLAGS:
+            message = f"set by the planner; set it through {PLANNER_FLAGS[flag]} instead"
+            issues.append(loaded.issue(("serving", "engine_args", flag), message))
+    return issues + _pool_issues(loaded)
+
+
+def _pool_issues(loaded: LoadedSpec) -> list[Issue]:
+    """A pool the planner would offer needs a GPU the catalog knows, or its gpu_memory_gib."""
+    from mdeploy.catalog import gpu_memory_gib
+
+    kube = loaded.spec.placement.kubernetes
+    if kube is None or "kubernetes" not in loaded.spec.placement.clouds:
+        return []
+    issues = []
+    for i, pool in enumerate(kube.pools):
+        if pool.gpu_memory_gib is not None:
+            continue
+        try:
+            gpu_memory_gib(pool.gpu)
+        except InputError as exc:
+            message = f"{exc.message}; set gpu_memory_gib (usable GiB per GPU) for this pool"
+            issues.append(loaded.issue(("placement", "kubernetes", "pools", i, "gpu"), message))
+    return issues
 
 
 def _resolve(loaded: LoadedSpec) -> ModelArchitecture:
@@ -171,16 +250,6 @@ def _resolve(loaded: LoadedSpec) -> ModelArchitecture:
     except InputError as exc:
         message = exc.message.removeprefix("model.id: ")
         raise SpecError([loaded.issue("model.id", message)], hint=exc.hint) from None
-
-
-def _env_names(path: Path) -> list[str | None]:
-    """The base (None) and every overlay; just the base when the file does not parse."""
-    from mdeploy.spec import list_environments
-
-    try:
-        return [None, *list_environments(path)]
-    except MdeployError:
-        return [None]
 
 
 def _labelled(outcomes: list[_Outcome]) -> list[tuple[str | None, Issue]]:
@@ -218,10 +287,10 @@ def _payload(
     """The `validate --json` document; the summary fields appear when a check passed."""
     if not all_envs:
         outcome = outcomes[0]
-        issues = [asdict(i) for i in outcome.issues]
+        issues = [_issue_dict(i) for i in outcome.issues]
         head = {"valid": not issues, "file": str(path), "env": env, "issues": issues}
         return head | _summary(outcome)
-    issues = [{**asdict(i), "env": e} for e, i in _labelled(outcomes)]
+    issues = [{**_issue_dict(i), "env": e} for e, i in _labelled(outcomes)]
     results = [{"env": o.env, "valid": o.error is None} | _summary(o) for o in outcomes]
     return {
         "valid": not issues,
@@ -230,6 +299,11 @@ def _payload(
         "issues": issues,
         "results": results,
     }
+
+
+def _issue_dict(issue: Issue) -> dict[str, Any]:
+    """One issue for --json; a credential shape in its text is redacted, never printed."""
+    return asdict(issue) | {"field": redact(issue.field), "message": redact(issue.message)}
 
 
 def _summary(outcome: _Outcome) -> dict[str, Any]:

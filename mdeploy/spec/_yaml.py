@@ -15,6 +15,9 @@ Nothing here knows the spec's fields: it returns `Node` trees, and every problem
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,8 @@ __all__ = [
     "MAX_ALIASES",
     "MAX_BYTES",
     "MAX_DEPTH",
+    "MAX_FLOAT",
+    "MAX_INT",
     "MAX_NODES",
     "Node",
     "read_tree",
@@ -51,6 +56,8 @@ MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIASES = 100
 MAX_NODES = 20_000  # a real spec holds a few hundred; parsing 20k costs ~0.1 s
+MAX_INT = 2**63 - 1  # int64: what every engine flag and cloud API takes
+MAX_FLOAT = 1e15  # prices, sizes and ratios are far below; × 730 h × replicas stays finite
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
@@ -189,18 +196,28 @@ def _issue(
 
 
 def _read_text(path: Path) -> str:
-    """Read at most MAX_BYTES (+1 to notice more) and decode strict UTF-8."""
-    if path.is_file() and path.stat().st_size > MAX_BYTES:
-        raise _issue(path, f"file is larger than {MAX_BYTES // 1024} KiB; a spec is a few KiB")
+    """Read at most MAX_BYTES (+1 to notice more) of a regular file; decode strict UTF-8."""
     try:
-        with path.open("rb") as f:  # also bounded for FIFOs and devices, whose size is 0
-            data = f.read(MAX_BYTES + 1)
+        # O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever; the
+        # fstat below then refuses it (and devices, directories) before anything is read.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise InputError(
             f"{path}: no such file", hint="check the path, or write a starter with `mdeploy init`"
         ) from None
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise InputError(
+            f"{path}: not a regular file ({_file_kind(info.st_mode)})",
+            hint="pass the path of a spec file; pipes, devices and folders are not read",
+        )
+    with os.fdopen(fd, "rb") as f:
+        if info.st_size > MAX_BYTES:
+            raise _issue(path, f"file is larger than {MAX_BYTES // 1024} KiB; a spec is a few KiB")
+        data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise _issue(path, f"file is larger than {MAX_BYTES // 1024} KiB; a spec is a few KiB")
     nul = data.find(b"\0")
@@ -212,6 +229,18 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line, col = _position(data, exc.start)
         raise _issue(path, "not valid UTF-8 text; save the spec as UTF-8", line, col) from None
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
 
 
 def _position(data: bytes, offset: int) -> tuple[int, int]:
@@ -304,6 +333,9 @@ class _Builder:
             value = _SAFE.yaml_constructors[node.tag](_SAFE, node)
         except (ValueError, yaml.YAMLError):
             return self._fail(node, path, f"not a valid {node.tag.rsplit(':', 1)[-1]}")
+        problem = _number_problem(value)
+        if problem:
+            return self._fail(node, path, problem)
         note = None
         if isinstance(value, bool) and not node.style and node.value.lower() not in _PLAIN_BOOLS:
             note = f'YAML reads unquoted {node.value} as a boolean; quote it: "{node.value}"'
@@ -349,6 +381,24 @@ class _Builder:
                 self._fail(source, path, "'<<' merges mappings only")
                 continue
             merged.update(self._mapping(source, path))
+
+
+def _number_problem(value: Any) -> str | None:
+    """
+    Refuse numbers no spec field can mean: they only overflow later.
+
+    `.inf`/`.nan` would reach `--json` as `Infinity`/`NaN` (not JSON); integers beyond 64
+    bits and floats beyond ±MAX_FLOAT overflow when converted or multiplied (prices × hours
+    × replicas). Every real value is many orders of magnitude inside these limits.
+    """
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "not a finite number; .inf and .nan are not allowed"
+        if abs(value) > MAX_FLOAT:
+            return f"number too large (the limit is {MAX_FLOAT:g})"
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        return "integer too large (the limit is 2**63 - 1)"
+    return None
 
 
 def _dotted(path: tuple[Any, ...]) -> str:

@@ -18,7 +18,7 @@ import difflib
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,18 @@ from pydantic import BaseModel, ValidationError
 
 from mdeploy.errors import Issue, SpecError
 from mdeploy.spec._overlay import apply_environment, environment_names
-from mdeploy.spec._secrets import find_pasted_secrets
+from mdeploy.spec._secrets import find_pasted_secrets, redact
 from mdeploy.spec._yaml import Node, read_tree
 from mdeploy.spec.models import Deployment
 
-__all__ = ["PROD_ENV", "FieldPath", "LoadedSpec", "list_environments", "load_spec"]
+__all__ = [
+    "PROD_ENV",
+    "FieldPath",
+    "LoadedSpec",
+    "list_environments",
+    "load_from_tree",
+    "load_spec",
+]
 
 PROD_ENV = "prod"
 FieldPath = str | Sequence[str | int]
@@ -91,7 +98,17 @@ class LoadedSpec:
 def load_spec(path: Path, env: str | None = None) -> LoadedSpec:
     """Read, merge `env` over the base and validate; raise SpecError listing every issue."""
     path = Path(path)
-    tree = read_tree(path)
+    return load_from_tree(read_tree(path), path, env)
+
+
+def load_from_tree(tree: Node, path: Path, env: str | None = None) -> LoadedSpec:
+    """
+    Merge `env` over an already-read tree and validate.
+
+    `validate --all-envs` reads the file once and checks every overlay against the same
+    tree: reading it per overlay made the work grow with the square of the overlay count.
+    """
+    path = Path(path)
     if env is not None:
         tree = apply_environment(tree, env, path)
     return _validate(tree, path, env)
@@ -110,9 +127,13 @@ def _validate(tree: Node, path: Path, env: str | None) -> LoadedSpec:
         # by_name=False: only the spec's own key names (apiVersion, not api_version).
         spec = Deployment.model_validate(tree.plain(), by_alias=True, by_name=False)
     except ValidationError as exc:
-        issues += _issues(exc, tree, file)
+        # Where a credential was found, that is the problem to report, not its type.
+        flagged = {(i.line, i.column) for i in issues}
+        issues += [i for i in _issues(exc, tree, file) if (i.line, i.column) not in flagged]
     if issues or spec is None:
-        raise SpecError(sorted(issues, key=_order), hint=_hint(env))
+        # A message may quote the input (a flag name, a residency code): never a credential.
+        issues = [replace(i, field=redact(i.field), message=redact(i.message)) for i in issues]
+        raise SpecError(sorted(dict.fromkeys(issues), key=_order), hint=_hint(env))
     return LoadedSpec(spec=spec, path=path, env=env, tree=tree)
 
 
