@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mdeploy.catalog._gpus import GDDR_FACTOR, GPUS
-from mdeploy.catalog.models import Offer
+from mdeploy.catalog.models import Offer, Region
 
 __all__ = [
     "AWS",
@@ -24,15 +24,18 @@ __all__ = [
     "COREWEAVE",
     "GCP",
     "INPUT_FILES",
+    "SAGEMAKER_GPU_TYPES",
     "VERTEX_NOTES",
     "coreweave_extra",
     "parenthesised",
+    "region_access",
     "sources_markdown",
     "vertex_accelerator",
 ]
 
 INPUT_FILES = (
     "SOURCES.md",
+    "aws_gpu_vms.csv",
     "aws_sagemaker_gpu.csv",
     "azure_gpu_vms.csv",
     "gcp_gpu_vms.csv",
@@ -65,10 +68,37 @@ AWS = TargetProvenance(
         "offline, so each price is the EC2 on-demand price × 1.25 (the reference's rule); "
         "every row is `estimate=true`. Known deviation: ml.g5.xlarge us-east-1 is quoted at "
         "$1.408 (1.40 × EC2), the estimate gives $1.2575. SKU existence per region is not "
-        "verified. `mdeploy catalog refresh` replaces these estimates with the AWS Price List "
-        "(AmazonSageMaker, component Hosting) when the network is there."
+        "verified. Types the reference's SageMaker file does not cover (ml.p4de, ml.p5en H200, "
+        "ml.p6-b200 B200, ml.p6-b300 B300, ml.g7e RTX PRO 6000) are derived by the same rule "
+        "from `aws_gpu_vms.csv` wherever SageMaker's own API model (botocore "
+        "`ProductionVariantInstanceType`) lists the `ml.` type; their `source` says so. "
+        "ml.p5e.48xlarge is accepted by SageMaker but has no EC2 price in the reference, so "
+        "it has no row; ml.p6e-gb200 (Grace, arm64) likewise. B300 rows use the GPU table's "
+        "288 GB (NVIDIA), not the reference's unverified 268. `mdeploy catalog refresh` "
+        "replaces these estimates with the AWS Price List (AmazonSageMaker, component "
+        "Hosting) when the network is there."
     ),
     data_date="EC2 prices of 2026-01-21 (Vantage data), × 1.25",
+)
+
+# SageMaker real-time endpoints accept these GPU instance types: the `ml.g*`/`ml.p*` values of
+# the `ProductionVariantInstanceType` enum in botocore's sagemaker service model (botocore
+# 1.44.18, data/sagemaker/2017-07-24/service-2.json; a test checks this list against the
+# installed botocore). Families older than the reference's SageMaker file (p2, p3, g4dn) are
+# left out: vLLM's images need bf16 or FP8-capable GPUs for the models the planner sizes.
+SAGEMAKER_GPU_TYPES = frozenset(
+    [f"ml.g6.{s}" for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
+                            "24xlarge", "48xlarge")]
+    + [f"ml.g6e.{s}" for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge",
+                               "16xlarge", "24xlarge", "48xlarge")]
+    + [f"ml.g7e.{s}" for s in ("2xlarge", "4xlarge", "8xlarge", "12xlarge", "24xlarge",
+                               "48xlarge")]
+    + ["ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.4xlarge", "ml.p5.48xlarge",
+       "ml.p5e.48xlarge", "ml.p5en.48xlarge", "ml.p6-b200.48xlarge", "ml.p6-b300.48xlarge"]
+)  # fmt: skip
+SAGEMAKER_DERIVED_NOTE = (
+    "derived by mdeploy from aws_gpu_vms.csv: SageMaker lists this type "
+    "(botocore ProductionVariantInstanceType) and aws_sagemaker_gpu.csv has no row for it here"
 )
 
 AZURE = TargetProvenance(
@@ -193,6 +223,59 @@ VERTEX_NOTES = {
 }
 
 
+# ---------------------------------------------------------------- region access
+
+ACCESS_VALUES = ("open", "opt-in", "restricted", "partition")
+
+# AWS: "Regions launched after March 20, 2019 are disabled by default and referred to as
+# opt-in Regions" (docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html,
+# read 2026-12-06). The regions of that kind that appear in the reference data; each is also
+# marked "opt-in region" in sovereign_regions.csv, and the build fails if the two disagree.
+AWS_OPT_IN_REGIONS = frozenset({
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-south-2", "ap-southeast-3", "ap-southeast-4",
+    "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-west-1", "eu-central-2",
+    "eu-south-1", "eu-south-2", "il-central-1", "me-central-1", "me-south-1", "mx-central-1",
+})  # fmt: skip
+
+# AWS partitions other than the commercial `aws` one (separate accounts): the `regionRegex`
+# of each partition in botocore/data/partitions.json (botocore 1.44.18). A test checks this
+# table against the installed botocore.
+AWS_PARTITIONS = (
+    (r"us-gov-\w+-\d+", "aws-us-gov"),
+    (r"cn-\w+-\d+", "aws-cn"),
+    (r"us-iso-\w+-\d+", "aws-iso"),
+    (r"us-isob-\w+-\d+", "aws-iso-b"),
+    (r"eu-isoe-\w+-\d+", "aws-iso-e"),
+    (r"us-isof-\w+-\d+", "aws-iso-f"),
+    (r"eusc-(de)-\w+-\d+", "aws-eusc"),
+)
+
+# Azure: regions the Azure regions list marks "access is restricted to support specific
+# customer scenarios" (MicrosoftDocs/reliability-docs articles/reliability/regions-list.md
+# @01021ab8, ms.date 2025-09-23). Jio India Central/West are absent from that public list
+# (partner regions, reachable only through Jio): treated as restricted too.
+AZURE_RESTRICTED_REGIONS = frozenset({
+    "australiacentral2", "brazilsoutheast", "francesouth", "germanynorth", "norwaywest",
+    "southafricawest", "swedensouth", "switzerlandwest", "uaecentral",
+    "jioindiacentral", "jioindiawest",
+})  # fmt: skip
+# Azure sovereign clouds (separate partitions): US Government and Azure China regions.
+_AZURE_PARTITION = re.compile(r"(usgov|usdod|ussec|usnat|china)\w*")
+
+
+def region_access(target: str, region: str) -> str:
+    """open | opt-in | restricted | partition, from the tables above; everything else is open."""
+    if target == "aws":
+        if any(re.fullmatch(pattern, region) for pattern, _ in AWS_PARTITIONS):
+            return "partition"
+        return "opt-in" if region in AWS_OPT_IN_REGIONS else "open"
+    if target == "azure":
+        if _AZURE_PARTITION.fullmatch(region):
+            return "partition"
+        return "restricted" if region in AZURE_RESTRICTED_REGIONS else "open"
+    return "open"
+
+
 def vertex_accelerator(machine_type: str, accelerator: str) -> str | None:
     """The Vertex `AcceleratorType` for a machine + GPU pair, or None if prediction rejects it."""
     for pattern, gpu, enum in _VERTEX_PAIRS:
@@ -263,8 +346,18 @@ def _memory_table(offers: Iterable[Offer]) -> list[str]:
     return lines
 
 
+def _access_counts(regions: Iterable[Region]) -> str:
+    counts = Counter(r.access for r in regions)
+    return ", ".join(f"{a} {counts[a]}" for a in ACCESS_VALUES)
+
+
 def sources_markdown(
-    offers: list[Offer], *, inputs: dict[str, str], reference_date: str, build_date: str
+    offers: list[Offer],
+    *,
+    inputs: dict[str, str],
+    reference_date: str,
+    build_date: str,
+    regions: Iterable[Region] = (),
 ) -> str:
     """SOURCES.md for a built catalog: inputs, counts, per-target rules, memory and estimates."""
     lines = [
@@ -302,6 +395,20 @@ def sources_markdown(
         "`regions.csv` = every row of `sovereign_regions.csv` (aws, azure, gcp; SageMaker uses "
         "the aws rows) plus the CoreWeave AZs with the country and jurisdiction "
         "`k8s_gpu_offers.csv` gives. A region missing from the table fails the build.",
+        "",
+        "Column `access` (the planner skips every region that is not `open` unless "
+        "`placement.regions` names it):",
+        "",
+        "- `opt-in`: AWS regions launched after 2019-03-20, disabled until the account enables "
+        "them (docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html, read "
+        "2026-12-06); the reference's 'opt-in region' notes must agree or the build fails.",
+        "- `restricted`: Azure regions the Azure regions list marks access-restricted "
+        "(MicrosoftDocs/reliability-docs articles/reliability/regions-list.md@01021ab8, "
+        "2025-09-23), plus the Jio India partner regions, absent from that public list.",
+        "- `partition`: a separate partition needing its own account (AWS GovCloud, China, ISO, "
+        "European Sovereign Cloud: botocore partitions.json `regionRegex`; Azure Government and "
+        "China).",
+        f"- Regions per access: {_access_counts(regions)}.",
         "",
         "## Model architectures",
         "",

@@ -5,18 +5,27 @@ Contract: `offers.csv` holds one row per `Offer` (every field; per-target detail
 JSON column `extra`), `regions.csv` one row per `Region`. Both are written by `build.py` and
 `refresh.py` through `write_offers` / `write_regions`, so the format lives in one place. The
 bundled copy under `data/` is the default; `MDEPLOY_CATALOG_DIR` points at a refreshed one.
-Stdlib csv only and parsed once per process: `mdeploy plan` pays a few milliseconds for it.
+
+Parsing is paid once per catalog, not once per command: the parsed rows are pickled under the
+user cache dir ($XDG_CACHE_HOME/mdeploy, default ~/.cache/mdeploy), keyed by mdeploy's
+version, the directory and both files' size and mtime; a cache that is corrupt, foreign or
+unwritable is ignored and rebuilt. Offers stay plain tuples until someone asks for an `Offer`
+(`offer_groups` lets the planner reject whole regions without building any).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
+import pickle
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from mdeploy.catalog.models import Offer, Region
 from mdeploy.errors import InputError
@@ -28,12 +37,15 @@ __all__ = [
     "OFFER_COLUMNS",
     "REGION_COLUMNS",
     "TARGETS",
+    "OfferGroup",
     "catalog_dir",
+    "clear_caches",
     "format_offers",
     "format_regions",
     "gpu_names",
     "load_offers",
     "load_regions",
+    "offer_groups",
     "read_offers",
     "read_regions",
 ]
@@ -59,7 +71,11 @@ OFFER_COLUMNS = (
     "source",
     "extra",
 )
-REGION_COLUMNS = ("target", "region", "country", "jurisdiction", "notes")
+REGION_COLUMNS = ("target", "region", "country", "jurisdiction", "notes", "access")
+# Before region access was recorded (refreshed catalogs written by older versions).
+_OLD_REGION_COLUMNS = REGION_COLUMNS[:-1]
+ACCESS = ("open", "opt-in", "restricted", "partition")
+_CACHE_FORMAT = "mdeploy-catalog-1"
 
 
 def catalog_dir() -> Path:
@@ -115,31 +131,55 @@ def format_regions(regions: Iterable[Region]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(REGION_COLUMNS)
     for r in sorted(regions, key=lambda r: (r.target, r.region)):
-        writer.writerow([r.target, r.region, r.country, r.jurisdiction, r.notes])
+        writer.writerow([r.target, r.region, r.country, r.jurisdiction, r.notes, r.access])
     return buf.getvalue()
 
 
-def _parse_offer(row: dict[str, str]) -> Offer:
-    price = row["hourly_usd"]
-    return Offer(
-        target=row["target"],
-        region=row["region"],
-        instance_type=row["instance_type"],
-        gpu=row["gpu"],
-        gpu_count=int(row["gpu_count"]),
-        gpu_memory_gib=float(row["gpu_memory_gib"]),
-        hourly_usd=float(price) if price else None,
-        country=row["country"],
-        jurisdiction=row["jurisdiction"],
-        price_source=row["price_source"],
-        estimate=row["estimate"] == "true",
-        source=row["source"],
-        flagged=row["flagged"] or None,
-        extra=json.loads(row["extra"]) if row["extra"] else {},
+_OFFER_FIELDS = (
+    "target",
+    "region",
+    "instance_type",
+    "gpu",
+    "gpu_count",
+    "gpu_memory_gib",
+    "hourly_usd",
+    "country",
+    "jurisdiction",
+    "price_source",
+    "estimate",
+    "source",
+    "flagged",
+    "extra",
+)  # fmt: skip  (Offer's own field order: a row tuple is Offer(*row))
+OfferRow = tuple[Any, ...]
+
+
+def _parse_row(row: list[str], strings: dict[str, str]) -> OfferRow:
+    """One offers.csv row (OFFER_COLUMNS order) as a tuple in Offer's field order."""
+    # Repeated texts (provenance, countries, GPU names) share one string object: a smaller
+    # cache file that unpickles faster.
+    (target, region, instance_type, gpu, count, memory, price, country, jurisdiction,
+     estimate, flagged, basis, source, extra) = map(strings.setdefault, row, row)  # fmt: skip
+    return (
+        target,
+        region,
+        instance_type,
+        gpu,
+        int(count),
+        float(memory),
+        float(price) if price else None,
+        country,
+        jurisdiction,
+        basis,
+        estimate == "true",
+        source,
+        flagged or None,
+        extra,  # the JSON text; decoded once per distinct value by _offer_rows
     )
 
 
-def _open_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+def _read_csv(path: Path, columns: tuple[str, ...], *also: tuple[str, ...]) -> list[list[str]]:
+    """Rows of a catalog CSV whose header is `columns` (or one of the older headers `also`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -148,35 +188,183 @@ def _open_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
             hint=f"run `mdeploy catalog refresh --out {path.parent}`, or unset "
             f"{CATALOG_DIR_ENV} to use the bundled catalog",
         ) from None
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != columns:
+    rows = list(csv.reader(io.StringIO(text)))
+    header = tuple(rows[0]) if rows else ()
+    if header != columns and header not in also:
         raise InputError(
-            f"{path}: unexpected columns {reader.fieldnames}",
+            f"{path}: unexpected columns {list(header)}",
             hint=f"expected {', '.join(columns)}; rebuild it with `mdeploy catalog refresh`",
         )
-    return list(reader)
+    return rows
+
+
+def _offer_rows(path: Path) -> tuple[OfferRow, ...]:
+    rows = _read_csv(path, OFFER_COLUMNS)
+    strings: dict[str, str] = {}
+    extras: dict[str, dict[str, str]] = {"": {}}
+    out = []
+    try:
+        for line, row in enumerate(rows[1:], start=2):
+            if len(row) != len(OFFER_COLUMNS):
+                raise ValueError(f"line {line}: {len(row)} fields, expected {len(OFFER_COLUMNS)}")
+            parsed = _parse_row(row, strings)
+            text = parsed[-1]
+            if text not in extras:
+                extras[text] = json.loads(text)
+            out.append((*parsed[:-1], extras[text]))
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"{path}: malformed row: {exc}", hint="rebuild the catalog") from None
+    return tuple(out)
+
+
+def _region_rows(path: Path) -> tuple[tuple[str, ...], ...]:
+    """regions.csv rows with `access` last; an older file without it gets the build's rule."""
+    from mdeploy.catalog._provenance import region_access
+
+    rows = _read_csv(path, REGION_COLUMNS, _OLD_REGION_COLUMNS)
+    old = tuple(rows[0]) == _OLD_REGION_COLUMNS
+    out = []
+    for line, row in enumerate(rows[1:], start=2):
+        if old:
+            row = [*row, region_access(row[0], row[1])]
+        if len(row) != len(REGION_COLUMNS) or row[-1] not in ACCESS:
+            raise InputError(
+                f"{path}:{line}: malformed region row {row[:2]}",
+                hint=f"access is one of {', '.join(ACCESS)}; rebuild the catalog",
+            )
+        out.append(tuple(row))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- parsed-catalog cache
+
+
+def _cache_file(directory: Path) -> Path | None:
+    """Where the parsed form of `directory` is cached: keyed by its files' size and mtime."""
+    from mdeploy import __version__
+
+    try:
+        stats = [(directory / n).stat() for n in ("offers.csv", "regions.csv")]
+    except OSError:
+        return None  # a missing file: its reader reports it, nothing is cached
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    files = [(s.st_size, s.st_mtime_ns) for s in stats]
+    key = repr((__version__, _CACHE_FORMAT, str(directory), files))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return Path(base) / "mdeploy" / f"catalog-{digest}.pickle"
+
+
+def _valid(data: object) -> bool:
+    return (
+        isinstance(data, tuple)
+        and len(data) == 3
+        and data[0] == _CACHE_FORMAT
+        and isinstance(data[1], tuple)
+        and isinstance(data[2], tuple)
+        and all(isinstance(r, tuple) and len(r) == len(_OFFER_FIELDS) for r in data[1][:1])
+    )
+
+
+def _read_cache(path: Path) -> tuple[tuple[OfferRow, ...], tuple[tuple[str, ...], ...]] | None:
+    try:
+        with path.open("rb") as fh:
+            data = pickle.load(fh)
+    except Exception:  # a missing, truncated or foreign cache is simply rebuilt
+        return None
+    return (data[1], data[2]) if _valid(data) else None
+
+
+def _write_cache(path: Path, data: object) -> None:
+    """Atomic write; a cache that cannot be written (read-only home) is not an error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+@cache
+def _parsed(directory: Path) -> tuple[tuple[OfferRow, ...], tuple[tuple[str, ...], ...]]:
+    """(offer rows, region rows) of `directory`, from the cache when the files are unchanged."""
+    cache_path = _cache_file(directory)
+    if cache_path is not None:
+        cached = _read_cache(cache_path)
+        if cached is not None:
+            return cached
+    offers = _offer_rows(directory / "offers.csv")
+    if cache_path is None:  # regions.csv missing: offers alone are still readable
+        return offers, ()
+    parsed = (offers, _region_rows(directory / "regions.csv"))
+    if cache_path is not None:
+        _write_cache(cache_path, (_CACHE_FORMAT, *parsed))
+    return parsed
+
+
+def _offer(row: OfferRow) -> Offer:
+    offer = Offer(*row[:-1])
+    if row[-1]:
+        object.__setattr__(offer, "extra", dict(row[-1]))  # each offer owns its dict
+    return offer
 
 
 # ---------------------------------------------------------------- load
 
 
+def clear_caches() -> None:
+    """Forget what this process parsed (after `refresh` rewrote a catalog directory)."""
+    read_offers.cache_clear()
+    read_regions.cache_clear()
+    _parsed.cache_clear()
+
+
 @cache
 def read_offers(directory: Path) -> tuple[Offer, ...]:
     """Every offer in `directory/offers.csv`, flagged ones included; parsed once."""
-    path = directory / "offers.csv"
-    rows = _open_csv(path, OFFER_COLUMNS)
-    try:
-        return tuple(_parse_offer(row) for row in rows)
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"{path}: malformed row: {exc}", hint="rebuild the catalog") from None
+    return tuple(_offer(row) for row in _parsed(directory)[0])
 
 
 @cache
 def read_regions(directory: Path) -> dict[tuple[str, str], Region]:
     """Every region in `directory/regions.csv`, keyed by (target, region)."""
-    rows = _open_csv(directory / "regions.csv", REGION_COLUMNS)
-    regions = (Region(**row) for row in rows)
+    rows = _parsed(directory)[1] or _region_rows(directory / "regions.csv")  # names a gap
+    regions = (Region(*row) for row in rows)
     return {(r.target, r.region): r for r in regions}
+
+
+@dataclass(frozen=True)
+class OfferGroup:
+    """The offers of one (target, region): region-level rules are checked once per group."""
+
+    target: str
+    region: str
+    country: str
+    jurisdiction: str
+    rows: tuple[OfferRow, ...]
+
+    def instance_types(self) -> list[str]:
+        return [row[2] for row in self.rows]
+
+    def offers(self) -> list[Offer]:
+        return [_offer(row) for row in self.rows]
+
+
+def offer_groups(
+    targets: Iterable[str] | None = None, *, include_flagged: bool = False
+) -> list[OfferGroup]:
+    """
+    The catalog's offers grouped by (target, region, country, jurisdiction), in file order.
+
+    What the planner reads: it can reject a whole region (residency, access, allow-list)
+    without building an Offer for each of its rows, which is what keeps a 100× catalog cheap.
+    """
+    wanted = _check_targets(targets) if targets is not None else None
+    groups: dict[tuple[str, str, str, str], list[OfferRow]] = {}
+    for row in _parsed(catalog_dir())[0]:
+        if (wanted is None or row[0] in wanted) and (include_flagged or row[12] is None):
+            groups.setdefault((row[0], row[1], row[7], row[8]), []).append(row)
+    return [OfferGroup(*key, tuple(rows)) for key, rows in groups.items()]
 
 
 def _check_targets(targets: Iterable[str]) -> set[str]:

@@ -51,7 +51,23 @@ def _region(target: str, region: str, country: str, jurisdiction: str, notes: st
             f"{target} region {region!r}: bad country {country!r} or jurisdiction {jurisdiction!r}",
             hint=f"country is ISO 3166-1 alpha-2, jurisdiction one of {', '.join(JURISDICTIONS)}",
         )
-    return Region(target, region, country, jurisdiction, notes)
+    access = prov.region_access(target, region)
+    _check_access_notes(target, region, notes, access)
+    return Region(target, region, country, jurisdiction, notes, access)
+
+
+def _check_access_notes(target: str, region: str, notes: str, access: str) -> None:
+    """The reference's notes and the access tables must agree, so neither drifts alone."""
+    says_opt_in = target == "aws" and "opt-in region" in notes
+    says_restricted = target == "azure" and "restricted-access region" in notes
+    if says_opt_in != (target == "aws" and access == "opt-in") or (
+        says_restricted and access != "restricted"
+    ):
+        raise InputError(
+            f"{target} region {region!r}: sovereign_regions.csv notes {notes!r} disagree with "
+            f"the region access table ({access})",
+            hint="update the access tables in mdeploy/catalog/_provenance.py from the cloud's docs",
+        )
 
 
 def read_sovereign_regions(ref: Path) -> dict[tuple[str, str], Region]:
@@ -88,6 +104,17 @@ def _lookup(regions: dict[tuple[str, str], Region], cloud: str, region: str, f: 
     return found
 
 
+# Reference rows whose per-GPU memory the reference itself marks unverified, corrected to the
+# GPU table's sourced figure (mdeploy/catalog/_gpus.py): B300 "set to 268 ... I have not
+# verified it" (reference SOURCES.md); NVIDIA states 288 GB HBM3e per B300.
+_MEMORY_CORRECTIONS = {("B300", 268.0): 288.0}
+
+
+def _nominal_gb(row: dict[str, str]) -> float:
+    value = float(row["gpu_memory_gib_per_gpu"])
+    return _MEMORY_CORRECTIONS.get((row["accelerator"], value), value)
+
+
 def _offer(
     target: str,
     row: dict[str, str],
@@ -100,7 +127,7 @@ def _offer(
     extra: dict[str, str] | None = None,
 ) -> Offer:
     """One Offer from a reference row, with M, estimate marks and provenance applied."""
-    gpu = canonical_gpu(row["accelerator"], float(row["gpu_memory_gib_per_gpu"]))
+    gpu = canonical_gpu(row["accelerator"], _nominal_gb(row))
     memory, memory_estimated = usable_memory(gpu)
     price_source = price_basis + ("; memory estimated" if memory_estimated else "")
     return Offer(
@@ -129,20 +156,37 @@ def _flag(offer: Offer, cloud: str, row: dict[str, str], flags: dict[FlagKey, st
 # ---------------------------------------------------------------- targets
 
 
+def _sagemaker_rows(ref: Path) -> Iterator[tuple[dict[str, str], str]]:
+    """
+    The reference's SageMaker estimates, then rows derived by the same rule (EC2 × 1.25) for
+    the SageMaker GPU types that file lacks (H200, B200, B300, RTX PRO 6000, A100-80GB).
+    """
+    seen = set()
+    for row in _rows(ref / "aws_sagemaker_gpu.csv"):
+        seen.add((row["instance_type"], row["region"]))
+        yield row, prov.AWS.row_source
+    derived_source = prov.AWS.row_source + "; " + prov.SAGEMAKER_DERIVED_NOTE
+    for vm in _rows(ref / "aws_gpu_vms.csv"):
+        name = "ml." + vm["instance_type"]
+        if name not in prov.SAGEMAKER_GPU_TYPES or (name, vm["region"]) in seen:
+            continue
+        price = round(float(vm["price_usd_per_hour"]) * 1.25, 6)
+        yield {**vm, "instance_type": name, "price_usd_per_hour": repr(price)}, derived_source
+
+
 def aws_offers(ref: Path, regions: dict[tuple[str, str], Region]) -> list[Offer]:
     """Every SageMaker row: prices are EC2 × 1.25 estimates."""
-    f = "aws_sagemaker_gpu.csv"
     return [
         _offer(
             "aws",
             row,
-            _lookup(regions, "aws", row["region"], f),
+            _lookup(regions, "aws", row["region"], "aws_sagemaker_gpu.csv"),
             instance_type=row["instance_type"],
             price_basis=prov.AWS.price_basis,
             price_estimated=True,
-            source=prov.AWS.row_source,
+            source=source,
         )
-        for row in _rows(ref / f)
+        for row, source in _sagemaker_rows(ref)
     ]
 
 
@@ -275,6 +319,7 @@ def build(ref: Path, out: Path, *, build_date: str | None = None) -> dict[str, i
         inputs=inputs,
         reference_date=_reference_date(ref),
         build_date=_build_date(ref, build_date),
+        regions=regions,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "offers.csv").write_text(format_offers(offers), encoding="utf-8")

@@ -54,6 +54,7 @@ class Region:
     country: str
     jurisdiction: str
     notes: str = ""
+    access: str = "open"  # open | opt-in | restricted | partition (see catalog SOURCES.md)
 
 
 @dataclass(frozen=True)

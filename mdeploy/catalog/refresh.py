@@ -33,6 +33,7 @@ from mdeploy.catalog._prices import (
 from mdeploy.catalog._store import (
     CATALOG_DIR_ENV,
     catalog_dir,
+    clear_caches,
     format_offers,
     format_regions,
     read_offers,
@@ -234,6 +235,5 @@ def refresh(
     _write_atomically(out / "offers.csv", format_offers(offers))
     _write_atomically(out / "regions.csv", format_regions(regions.values()))
     _write_atomically(out / "SOURCES.md", _sources_md(report, base))
-    read_offers.cache_clear()  # `out` may be the active catalog dir
-    read_regions.cache_clear()
+    clear_caches()  # `out` may be the active catalog dir
     return report

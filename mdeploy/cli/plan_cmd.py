@@ -18,6 +18,7 @@ from rich.table import Table
 from mdeploy.cli._common import (
     EnvOption,
     JsonOption,
+    PrettyOption,
     SpecArg,
     TargetOption,
     cli_errors,
@@ -127,12 +128,13 @@ def plan(
     env: EnvOption = None,
     target: TargetOption = None,
     as_json: JsonOption = False,
+    pretty: PrettyOption = False,
 ) -> None:
     """Size the model and pick the cheapest placement that fits, explaining every rejection."""
     with cli_errors():
         loaded, result = _load_and_plan(spec, env, target)
     if as_json:
-        print_json(result.to_json())
+        print_json(result.to_json(), pretty=pretty)
     else:
         _render_plan(loaded, result)
     if result.chosen is None:
@@ -140,18 +142,10 @@ def plan(
 
 
 def _render_compare(rows: list[CompareRow]) -> None:
-    table = _table("target", "region", "where", "offer", "GPUs", "$/h", "$/month", "why not")
-    for r in rows:
-        where = f"{r.country}/{r.jurisdiction}"
-        if r.best:
-            b = r.best
-            table.add_row(
-                r.target, r.region, where, b.instance_type, f"{b.gpu}×{b.gpu_count}",
-                _money(b.hourly_usd) + ("*" if b.estimate else ""), f"${b.monthly_usd:,.0f}", "",
-            )  # fmt: skip
-        else:
-            table.add_row(r.target, r.region, where, "", "", "", "", escape(r.reason))
-    console.print(table)
+    from mdeploy.plan.compare import to_text
+
+    # Plain text, not a Rich table: thousands of regions lay out in milliseconds (issue 15).
+    typer.echo(to_text(rows, max(console.width, 80)), nl=False)
     fits = sum(1 for r in rows if r.best)
     console.print(f"{fits} of {len(rows)} regions fit. [dim]* = estimated price[/]")
 
@@ -163,6 +157,7 @@ def compare(
     as_json: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="A Markdown table.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+    pretty: PrettyOption = False,
 ) -> None:
     """Cheapest fitting offer per cloud × region inside the residency, or why none fits."""
     from mdeploy.plan.compare import make_comparison, to_csv, to_markdown
@@ -180,7 +175,10 @@ def compare(
             blocked=blocked_targets(loaded.spec),
         )
     if as_json:
-        print_json({"model": result.model.to_json(), "regions": [r.to_json() for r in rows]})
+        print_json(
+            {"model": result.model.to_json(), "regions": [r.to_json() for r in rows]},
+            pretty=pretty,
+        )
     elif markdown:
         typer.echo(to_markdown(rows), nl=False)
     elif as_csv:

@@ -13,7 +13,7 @@ from mdeploy.errors import InputError
 from mdeploy.plan.engine import check_engine_args, engine_args
 from mdeploy.plan.fit import Fit, Sizing, check_fit, size_model
 from mdeploy.plan.models import Candidate, ModelSizing, Plan, Rejection
-from mdeploy.plan.placement import HOURS_PER_MONTH, rank, targets_in_play
+from mdeploy.plan.placement import HOURS_PER_MONTH, rank_catalog, targets_in_play
 from mdeploy.spec.models import Deployment
 
 __all__ = [
@@ -57,20 +57,23 @@ def make_plan(
     """
     Every offer of the allowed targets, checked and ranked; `chosen` is the cheapest fit.
 
+    Regions whose access is not open (opt-in, restricted, another partition) are rejected
+    unless placement.regions names them.
+
     `blocked` maps targets that cannot deploy this spec to the reason
     (`mdeploy.targets.blocked_targets`); their offers are rejected with it.
     """
-    from mdeploy.catalog import load_offers
+    from mdeploy.catalog import load_regions
+    from mdeploy.catalog._store import offer_groups
     from mdeploy.plan.pools import pool_offers
 
     check_engine_args(spec)
     model_sizing = sizing(spec, base_dir=base_dir)
     clouds = targets_in_play(spec, targets)
-    catalog = load_offers([c for c in clouds if c != "kubernetes"], include_flagged=True)
-    offers = list(catalog)
-    if "kubernetes" in clouds:
-        offers += pool_offers(spec)
-    candidates, rejected = rank(offers, spec, model_sizing, blocked)
+    groups = offer_groups([c for c in clouds if c != "kubernetes"], include_flagged=True)
+    pools = pool_offers(spec) if "kubernetes" in clouds else []
+    access = {key: r.access for key, r in load_regions().items()}
+    candidates, rejected = rank_catalog(groups, pools, spec, model_sizing, blocked, access)
     return Plan(
         model=ModelSizing(
             id=spec.model.id,
@@ -78,6 +81,7 @@ def make_plan(
             weights_gib=model_sizing.weights_gib,
             kv_cache_gib=model_sizing.kv_cache_gib,
             kv_bytes_per_token=model_sizing.kv_bytes_per_token,
+            sizing=model_sizing,
         ),
         chosen=candidates[0] if candidates else None,
         candidates=candidates,

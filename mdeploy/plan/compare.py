@@ -17,11 +17,11 @@ from typing import Any
 from mdeploy.plan.models import Candidate, Plan, Rejection
 from mdeploy.spec.models import Deployment
 
-__all__ = ["CompareRow", "compare_rows", "make_comparison", "to_csv", "to_markdown"]
+__all__ = ["CompareRow", "compare_rows", "make_comparison", "to_csv", "to_markdown", "to_text"]
 
 # Lower is closer to fitting: the reason to show when a region has no candidate.
 _CLOSENESS = {"budget": 0, "memory": 1, "tp": 2, "price": 3, "arch": 4, "gpu": 5, "region": 6,
-              "target": 7}  # fmt: skip
+              "access": 7, "target": 8}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,46 @@ def to_markdown(rows: list[CompareRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_TEXT_HEAD = ("target", "region", "where", "offer", "GPUs", "$/h", "$/month", "why not")
+_RIGHT = {5, 6}  # money columns align right
+
+
+def _text_cells(r: CompareRow) -> list[str]:
+    where = f"{r.country}/{r.jurisdiction}"
+    b = r.best
+    if b is None:
+        return [r.target, r.region, where, "", "", "", "", r.reason]
+    price = f"${b.hourly_usd:,.2f}" + ("*" if b.estimate else "")
+    return [r.target, r.region, where, b.instance_type, f"{b.gpu}×{b.gpu_count}", price,
+            f"${b.monthly_usd:,.0f}", ""]  # fmt: skip
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def to_text(rows: list[CompareRow], width: int = 100) -> str:
+    """
+    The compare table as plain text, one line per row, at most `width` columns wide.
+
+    Laid out in one pass over the cells (thousands of rows in milliseconds, where a general
+    table layout engine takes seconds). Every column is as wide as its longest cell; the
+    reason column gets what is left and is cut with an ellipsis, never wrapped, so an
+    instance type or a region is never split across lines (`--json` has the full reason).
+    """
+    table = [list(_TEXT_HEAD), *(_text_cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_TEXT_HEAD) - 1)]
+    room = max(width - sum(widths) - 2 * len(widths), len(_TEXT_HEAD[-1]))
+    out = []
+    for line in table:
+        cells = [
+            cell.rjust(w) if i in _RIGHT else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=False))
+        ]
+        out.append(("  ".join(cells) + "  " + _clip(line[-1], room)).rstrip())
+    return "\n".join(out) + "\n"
+
+
 def make_comparison(
     spec: Deployment,
     *,
@@ -141,13 +181,12 @@ def make_comparison(
     blocked: Mapping[str, str] | None = None,
 ) -> tuple[Plan, list[CompareRow]]:
     """Plan the spec, then fold the plan into one row per target × region."""
-    from mdeploy.catalog import load_offers
+    from mdeploy.catalog import load_regions
     from mdeploy.plan import make_plan
     from mdeploy.plan.pools import pool_offers
 
     plan = make_plan(spec, targets=targets, base_dir=base_dir, blocked=blocked)
-    offers = load_offers(include_flagged=True)
-    locations = {(o.target, o.region): (o.country, o.jurisdiction) for o in offers}
+    locations = {key: (r.country, r.jurisdiction) for key, r in load_regions().items()}
     for o in pool_offers(spec):
         locations[(o.target, o.region)] = (o.country, o.jurisdiction)
     return plan, compare_rows(plan, locations)

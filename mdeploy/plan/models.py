@@ -6,6 +6,7 @@ What the planner produces: the sizing of a model, ranked candidates and rejectio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,15 +72,53 @@ class Candidate:
         }
 
 
-@dataclass(frozen=True)
 class Rejection:
-    target: str
-    region: str
-    instance_type: str
-    reason: str
-    code: str = (
-        ""  # machine-readable reason kind: residency, region, gpu, memory, budget, price, tp
-    )
+    """
+    Why one offer was not chosen: `code` (machine-readable kind: residency, target, access,
+    region, gpu, arch, price, budget, tp, memory) and `reason` (the sentence to act on).
+
+    `reason` may be given as a zero-argument callable: the text is built the first time it is
+    read, so a plan over a large catalog formats only the reasons its output shows. Equality,
+    hashing and `to_json` are those of the finished text, as before.
+    """
+
+    __slots__ = ("_reason", "code", "instance_type", "region", "target")
+
+    def __init__(
+        self,
+        target: str,
+        region: str,
+        instance_type: str,
+        reason: str | Callable[[], str],
+        code: str = "",
+    ) -> None:
+        self.target = target
+        self.region = region
+        self.instance_type = instance_type
+        self._reason = reason
+        self.code = code
+
+    @property
+    def reason(self) -> str:
+        text = self._reason
+        if not isinstance(text, str):
+            text = self._reason = text()
+        return text
+
+    def _key(self) -> tuple[str, str, str, str, str]:
+        return (self.target, self.region, self.instance_type, self.reason, self.code)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rejection) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Rejection(target={self.target!r}, region={self.region!r}, "
+            f"instance_type={self.instance_type!r}, reason={self.reason!r}, code={self.code!r})"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,49 +1,91 @@
 """
 Placement: check every offer of the allowed targets, rank what fits, explain the rest.
 
-Checks run in a fixed order (residency, target, region, GPU, host CPU, price, budget, tensor
-parallel, memory) so an offer's rejection names the first rule it breaks: the one to act on.
-`blocked` maps a target that cannot deploy the spec at all to why (the caller asks the
-targets: this layer does not import them).
+Checks run in a fixed order (residency, target, region access, region, GPU, host CPU, price,
+budget, tensor parallel, memory) so an offer's rejection names the first rule it breaks: the
+one to act on. `blocked` maps a target that cannot deploy the spec at all to why (the caller
+asks the targets: this layer does not import them). `access` maps (target, region) to the
+catalog's region access (open, opt-in, restricted, partition): only open regions are ranked
+unless placement.regions names the region.
+
+The first four rules depend on the region alone, so they are decided once per region and
+their reason shared; `rank_catalog` rejects a whole region of the catalog without building an
+Offer per row. That keeps a plan over a catalog 100× the bundled one cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from mdeploy.catalog._store import OfferGroup
 from mdeploy.catalog.models import Offer
 from mdeploy.plan import policy
 from mdeploy.plan.engine import engine_args
-from mdeploy.plan.fit import Sizing, check_fit, tensor_parallel_problem
+from mdeploy.plan.fit import Sizing, check_fit, precision_problem, tensor_parallel_problem
 from mdeploy.plan.models import Candidate, Rejection
 from mdeploy.spec.models import Deployment
 
-__all__ = ["HOURS_PER_MONTH", "evaluate", "rank"]
+__all__ = ["HOURS_PER_MONTH", "evaluate", "rank", "rank_catalog"]
 
 HOURS_PER_MONTH = 730  # 365 × 24 / 12, the cloud billing convention
 
 
-def _reject(offer: Offer, code: str, reason: str) -> Rejection:
+def _reject(offer: Offer, code: str, reason: str | Callable[[], str]) -> Rejection:
     return Rejection(offer.target, offer.region, offer.instance_type, reason, code)
 
 
-def _rule_problem(offer: Offer, spec: Deployment, blocked: Mapping[str, str]) -> Rejection | None:
+RegionKey = tuple[str, str, str, str]  # target, region, country, jurisdiction
+_ACCESS_REASON = {
+    "opt-in": "opt-in region: enable it first, or name it in placement.regions",
+    "restricted": "restricted-access region: request access first, or name it in placement.regions",
+    "partition": "region of a separate partition (its own account): used only when "
+    "placement.regions names it",
+}
+
+
+class _Rules:
+    """The region-level rules for one spec, decided once per (target, region, place)."""
+
+    def __init__(
+        self, spec: Deployment, blocked: Mapping[str, str], access: Mapping[tuple[str, str], str]
+    ) -> None:
+        self.spec, self.blocked, self.access = spec, blocked, access
+        self.named = set(spec.placement.regions)
+        self.memo: dict[RegionKey, tuple[str, str] | None] = {}
+
+    def region_problem(self, key: RegionKey) -> tuple[str, str] | None:
+        """(code, reason) of the first region-level rule broken, or None; memoised."""
+        if key not in self.memo:
+            self.memo[key] = self._decide(*key)
+        return self.memo[key]
+
+    def _decide(
+        self, target: str, region: str, country: str, jurisdiction: str
+    ) -> tuple[str, str] | None:
+        placement = self.spec.placement
+        if not policy.allows(placement.residency, country=country, jurisdiction=jurisdiction):
+            return "residency", (
+                f"residency: {region} is in {country} ({jurisdiction}), "
+                f"outside {policy.describe(placement.residency)}"
+            )
+        if target in self.blocked:
+            return "target", f"{target} cannot deploy this spec: {self.blocked[target]}"
+        kind = self.access.get((target, region), "open")
+        if kind != "open" and region not in self.named:
+            return "access", _ACCESS_REASON.get(
+                kind, f"{kind} region: name it in placement.regions"
+            )
+        if self.named and region not in self.named:
+            return "region", "region not in placement.regions"
+        return None
+
+
+def _rule_problem(offer: Offer, spec: Deployment, rules: _Rules) -> Rejection | None:
     """The first placement rule (not memory) that `offer` breaks, if any."""
     placement = spec.placement
-    if not policy.allows(
-        placement.residency, country=offer.country, jurisdiction=offer.jurisdiction
-    ):
-        return _reject(
-            offer,
-            "residency",
-            f"residency: {offer.region} is in {offer.country} ({offer.jurisdiction}), "
-            f"outside {policy.describe(placement.residency)}",
-        )
-    if offer.target in blocked:
-        return _reject(offer, "target", f"{offer.target} cannot deploy this spec: "
-                                        f"{blocked[offer.target]}")  # fmt: skip
-    if placement.regions and offer.region not in placement.regions:
-        return _reject(offer, "region", "region not in placement.regions")
+    problem = rules.region_problem((offer.target, offer.region, offer.country, offer.jurisdiction))
+    if problem is not None:
+        return _reject(offer, *problem)
     if placement.gpus and offer.gpu.lower() not in {g.lower() for g in placement.gpus}:
         return _reject(offer, "gpu", f"GPU {offer.gpu} not in placement.gpus")
     if offer.extra.get("cpu_arch", "amd64") != "amd64":
@@ -80,12 +122,22 @@ def _memory_reason(offer: Offer, fit_required: float, fit_usable: float, spec: D
 
 
 def evaluate(
-    offer: Offer, spec: Deployment, sizing: Sizing, blocked: Mapping[str, str] | None = None
+    offer: Offer,
+    spec: Deployment,
+    sizing: Sizing,
+    blocked: Mapping[str, str] | None = None,
+    access: Mapping[tuple[str, str], str] | None = None,
+    *,
+    rules: _Rules | None = None,
 ) -> Candidate | Rejection:
     """Turn one offer into a candidate, or a rejection that says why and what to change."""
-    problem = _rule_problem(offer, spec, blocked or {})
+    rules = rules or _Rules(spec, blocked or {}, access or {})
+    problem = _rule_problem(offer, spec, rules)
     if problem is not None:
         return problem
+    precision = precision_problem(offer.gpu, sizing)
+    if precision:
+        return _reject(offer, "precision", precision)
     tp_problem = tensor_parallel_problem(offer.gpu_count, sizing)
     if tp_problem:
         return _reject(offer, "tp", tp_problem)
@@ -96,8 +148,8 @@ def evaluate(
         utilization=spec.serving.gpu_memory_utilization,
     )
     if not fit.fits:
-        reason = _memory_reason(offer, fit.required_gib_per_gpu, fit.usable_gib_per_gpu, spec)
-        return _reject(offer, "memory", reason)
+        required, usable = fit.required_gib_per_gpu, fit.usable_gib_per_gpu
+        return _reject(offer, "memory", lambda: _memory_reason(offer, required, usable, spec))
     assert offer.hourly_usd is not None  # checked in _rule_problem
     hourly = offer.hourly_usd * spec.serving.replicas.min
     return Candidate(
@@ -116,6 +168,9 @@ def evaluate(
         estimate=offer.estimate,
         engine_args=engine_args(spec, fit.tensor_parallel),
         required_gib_per_gpu=fit.required_gib_per_gpu,
+        weights_gib_per_gpu=fit.weights_gib_per_gpu,
+        kv_gib_per_gpu=fit.kv_gib_per_gpu,
+        reserve_gib_per_gpu=fit.reserve_gib_per_gpu,
         extra=dict(offer.extra),
     )
 
@@ -125,12 +180,39 @@ def rank(
     spec: Deployment,
     sizing: Sizing,
     blocked: Mapping[str, str] | None = None,
+    access: Mapping[tuple[str, str], str] | None = None,
 ) -> tuple[list[Candidate], list[Rejection]]:
     """All candidates cheapest first (ties: published price before estimate), and rejections."""
+    return rank_catalog((), offers, spec, sizing, blocked, access)
+
+
+def rank_catalog(
+    groups: Iterable[OfferGroup],
+    offers: Iterable[Offer],
+    spec: Deployment,
+    sizing: Sizing,
+    blocked: Mapping[str, str] | None = None,
+    access: Mapping[tuple[str, str], str] | None = None,
+) -> tuple[list[Candidate], list[Rejection]]:
+    """`rank` over catalog groups (a region rejected as a whole) plus single offers (pools)."""
+    rules = _Rules(spec, blocked or {}, access or {})
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []
+    for group in groups:
+        problem = rules.region_problem((group.target, group.region, group.country,
+                                        group.jurisdiction))  # fmt: skip
+        if problem is not None:
+            code, reason = problem
+            rejected.extend(
+                Rejection(group.target, group.region, name, reason, code)
+                for name in group.instance_types()
+            )
+            continue
+        for offer in group.offers():
+            verdict = evaluate(offer, spec, sizing, rules=rules)
+            (candidates if isinstance(verdict, Candidate) else rejected).append(verdict)
     for offer in offers:
-        verdict = evaluate(offer, spec, sizing, blocked)
+        verdict = evaluate(offer, spec, sizing, rules=rules)
         (candidates if isinstance(verdict, Candidate) else rejected).append(verdict)
     candidates.sort(
         key=lambda c: (c.hourly_usd, c.estimate, c.gpu_count, c.target, c.region, c.instance_type)

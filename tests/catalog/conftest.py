@@ -3,7 +3,10 @@ Shared fixtures for the catalog tests.
 
 - `reference_dir`: the shared reference catalog (MDEPLOY_REFERENCE_DIR, default
   ../shared/reference/catalog next to the repository); tests that rebuild skip without it.
-- `bundled_catalog`: makes sure no MDEPLOY_CATALOG_DIR override leaks into a test.
+- `fixture_reference`: a few rows of every reference file, in the repository, so the build
+  rules are tested even where the shared reference data is absent.
+- `bundled_catalog`: makes sure no MDEPLOY_CATALOG_DIR override leaks into a test, and gives
+  each test its own catalog cache dir (XDG_CACHE_HOME).
 - `price_server`: a local HTTP fake on 127.0.0.1 serving realistic Azure Retail Prices pages
   (paged, with spot / Windows / low-priority / reserved meters mixed in) and AWS Price List
   files for AmazonSageMaker. `price_server.requests` records every path asked for.
@@ -137,7 +140,7 @@ AWS_ROWS = {
     "us-east-1": [
         ("A1", "ml.g5.xlarge", "Hosting", "1", "USE1-Host", 1.408),
         ("A2", "ml.g5.xlarge", "Training", "1", "USE1-Train", 1.212),
-        ("A3", "ml.p4de.24xlarge", "Hosting", "8", "USE1-Host", 40.966),
+        ("A3", "ml.p3.2xlarge", "Hosting", "1", "USE1-Host", 3.825),
         ("A4", "ml.m5.large", "Hosting", "0", "USE1-Host", 0.115),
         ("A5", "ml.p5.48xlarge", "Hosting", "8", "USE1-Host", 113.068),
         ("A6", "ml.g5.xlarge", "Hosting", "1", "USE1-ServerlessInf", 0.5),
@@ -280,9 +283,24 @@ def reference_dir() -> Path:
     return path
 
 
+FIXTURE_REFERENCE = Path(__file__).parent / "fixtures" / "reference"
+
+
+@pytest.fixture
+def fixture_reference() -> Path:
+    """A few rows of every reference file (tests/catalog/fixtures/reference): always there."""
+    return FIXTURE_REFERENCE
+
+
 @pytest.fixture(autouse=True)
-def bundled_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts on the bundled catalog, whatever the developer's shell exports."""
+def bundled_catalog(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """
+    Every test starts on the bundled catalog, whatever the developer's shell exports, with
+    its own parsed-catalog cache dir (never the developer's ~/.cache).
+    """
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv(CATALOG_DIR_ENV, raising=False)
     monkeypatch.delenv("MDEPLOY_AZURE_PRICES_URL", raising=False)
     monkeypatch.delenv("MDEPLOY_AWS_PRICING_URL", raising=False)

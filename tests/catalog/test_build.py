@@ -1,8 +1,13 @@
-"""The build: reproducible from the reference, the right rows per target, errors on gaps."""
+"""
+The build: reproducible from the reference, the right rows per target, errors on gaps.
+
+Build rules run on `fixture_reference` (a few rows of every reference file, in the repo), so
+they are tested everywhere; only the byte-for-byte rebuild of the bundled files needs the
+full shared reference and skips without it.
+"""
 
 from __future__ import annotations
 
-import csv
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -14,7 +19,8 @@ from mdeploy.catalog import build
 from mdeploy.catalog._store import BUNDLED_DIR, read_offers, read_regions
 from mdeploy.errors import InputError
 
-EXPECTED_COUNTS = {"aws": 399, "azure": 491, "gcp": 362, "coreweave": 42}
+EXPECTED_COUNTS = {"aws": 433, "azure": 491, "gcp": 362, "coreweave": 42}
+FIXTURE_COUNTS = {"aws": 8, "azure": 5, "gcp": 4, "coreweave": 3}
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +38,97 @@ def test_rebuild_reproduces_committed_files_byte_for_byte(
         assert (tmp_path / name).read_bytes() == (BUNDLED_DIR / name).read_bytes(), name
 
 
-def test_main_entry_point_and_build_date(reference_dir: Path, tmp_path: Path) -> None:
+def test_main_entry_point_and_build_date(fixture_reference: Path, tmp_path: Path) -> None:
     rc = build.main(
-        ["--reference", str(reference_dir), "--out", str(tmp_path), "--build-date", "2030-01-02"]
+        [
+            "--reference",
+            str(fixture_reference),
+            "--out",
+            str(tmp_path),
+            "--build-date",
+            "2030-01-02",
+        ]
     )
     assert rc == 0
     assert "Build date: 2030-01-02" in (tmp_path / "SOURCES.md").read_text()
+    assert "Reference snapshot: built 2026-11-24" in (tmp_path / "SOURCES.md").read_text()
+
+
+@pytest.fixture
+def fixture_build(fixture_reference: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "fixture-out"
+    assert build.build(fixture_reference, out) == FIXTURE_COUNTS
+    return out
+
+
+def test_fixture_build_is_deterministic(fixture_reference: Path, fixture_build: Path, tmp_path):
+    again = tmp_path / "again"
+    build.build(fixture_reference, again)
+    for name in ("offers.csv", "regions.csv", "SOURCES.md"):
+        assert (again / name).read_bytes() == (fixture_build / name).read_bytes(), name
+
+
+def test_sagemaker_rows_are_derived_for_the_2025_26_gpus(fixture_build: Path) -> None:
+    aws = {(o.region, o.instance_type): o for o in read_offers(fixture_build) if o.target == "aws"}
+    h200 = aws[("us-east-1", "ml.p5en.48xlarge")]
+    assert (h200.gpu, h200.gpu_count, h200.gpu_memory_gib) == ("H200", 8, 141.0)
+    assert h200.hourly_usd == round(63.296 * 1.25, 6) and h200.estimate
+    assert "derived by mdeploy from aws_gpu_vms.csv" in h200.source
+    assert aws[("us-east-1", "ml.g7e.2xlarge")].gpu == "RTXPRO6000"
+    assert aws[("eu-central-1", "ml.p4de.24xlarge")].gpu == "A100-80GB"
+    b300 = aws[("us-west-2", "ml.p6-b300.48xlarge")]
+    assert b300.gpu == "B300" and b300.gpu_memory_gib == 288.0  # not the reference's 268
+    # Rows the reference file has keep its provenance; g4dn (T4) is left out.
+    assert "derived" not in aws[("us-east-1", "ml.g5.xlarge")].source
+    assert not any(name.startswith("ml.g4dn") for _, name in aws)
+
+
+def test_sagemaker_types_are_in_botocores_production_variant_enum() -> None:
+    botocore = pytest.importorskip("botocore.session")
+    model = botocore.get_session().get_service_model("sagemaker")
+    enum = set(model.shape_for("ProductionVariantInstanceType").enum)
+    assert enum >= prov.SAGEMAKER_GPU_TYPES
+
+
+def test_region_access_is_marked(fixture_build: Path) -> None:
+    access = {k: r.access for k, r in read_regions(fixture_build).items()}
+    assert access[("aws", "eu-south-2")] == "opt-in"
+    assert access[("aws", "us-gov-west-1")] == "partition"
+    assert access[("azure", "germanynorth")] == "restricted"
+    assert access[("aws", "us-east-1")] == access[("gcp", "europe-west4")] == "open"
+    assert access[("coreweave", "EU-SOUTH-03B")] == "open"
+    assert (
+        "Regions per access: open 12, opt-in 1, restricted 1, partition 1"
+        in (fixture_build / "SOURCES.md").read_text()
+    )
+
+
+def test_access_tables_agree_with_botocore() -> None:
+    import json
+
+    botocore = pytest.importorskip("botocore")
+    data = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
+    by_id = {p["id"]: p for p in data["partitions"]}
+    for pattern, partition in prov.AWS_PARTITIONS:
+        assert by_id[partition]["regionRegex"].strip("^$").replace("\\", "") == pattern.replace(
+            "\\", ""
+        )
+        for region in by_id[partition]["regions"]:
+            if not region.endswith("-global"):
+                assert prov.region_access("aws", region) == "partition", region
+    commercial = set(by_id["aws"]["regions"])
+    assert commercial >= prov.AWS_OPT_IN_REGIONS
+    assert prov.region_access("aws", "eu-west-1") == "open"
+
+
+def test_notes_that_disagree_with_the_access_table_fail_the_build(
+    fixture_reference: Path, tmp_path: Path
+) -> None:
+    ref = _copy_reference(fixture_reference, tmp_path / "ref")
+    table = ref / "sovereign_regions.csv"
+    table.write_text(table.read_text().replace("Frankfurt", "Frankfurt; opt-in region"))
+    with pytest.raises(InputError, match=r"eu-central-1.*disagree with the region access"):
+        build.build(ref, tmp_path / "out")
 
 
 def test_row_counts_per_target(bundled: list) -> None:
@@ -127,13 +218,11 @@ def test_coreweave_rows_carry_node_selectors(bundled: list) -> None:
     assert all(o.extra.get("cpu_arch") == "arm64" for o in cw if o.gpu in ("GB200", "GH200"))
 
 
-def test_flagged_rows_are_kept_with_their_reason(bundled: list, reference_dir: Path) -> None:
-    flagged = [o for o in bundled if o.flagged]
-    with (reference_dir / "price_flags.csv").open() as fh:
-        gcp_flags = [r for r in csv.DictReader(fh) if r["cloud"] == "gcp"]
-    assert len(flagged) == len(gcp_flags) == 75
-    a3 = next(o for o in flagged if (o.instance_type, o.region) == ("a3-highgpu-8g", "us-central1"))
-    assert "suspiciously low" in a3.flagged
+def test_flagged_rows_are_kept_with_their_reason(bundled: list, fixture_build: Path) -> None:
+    assert sum(1 for o in bundled if o.flagged) == 75
+    flagged = [o for o in read_offers(fixture_build) if o.flagged]
+    assert [(o.instance_type, o.region) for o in flagged] == [("a3-highgpu-8g", "us-central1")]
+    assert "suspiciously low" in (flagged[0].flagged or "")
 
 
 def test_memory_is_the_sizing_rule_m_and_estimates_are_marked(bundled: list) -> None:
@@ -161,9 +250,9 @@ def _copy_reference(src: Path, dst: Path) -> Path:
 
 
 def test_region_missing_from_the_table_is_a_build_error(
-    reference_dir: Path, tmp_path: Path
+    fixture_reference: Path, tmp_path: Path
 ) -> None:
-    ref = _copy_reference(reference_dir, tmp_path / "ref")
+    ref = _copy_reference(fixture_reference, tmp_path / "ref")
     table = ref / "sovereign_regions.csv"
     lines = table.read_text().splitlines(keepends=True)
     table.write_text("".join(line for line in lines if not line.startswith("azure,westeurope,")))
@@ -172,8 +261,8 @@ def test_region_missing_from_the_table_is_a_build_error(
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_gpu_is_a_build_error(reference_dir: Path, tmp_path: Path) -> None:
-    ref = _copy_reference(reference_dir, tmp_path / "ref")
+def test_unknown_gpu_is_a_build_error(fixture_reference: Path, tmp_path: Path) -> None:
+    ref = _copy_reference(fixture_reference, tmp_path / "ref")
     path = ref / "aws_sagemaker_gpu.csv"
     path.write_text(path.read_text() + "ml.x9.xlarge,X9,1,24,us-east-1,1.0\n")
     with pytest.raises(InputError, match="'X9' is not in the catalog's GPU table"):
@@ -182,10 +271,11 @@ def test_unknown_gpu_is_a_build_error(reference_dir: Path, tmp_path: Path) -> No
 
 
 def test_bad_jurisdiction_in_a_k8s_row_is_a_build_error(
-    reference_dir: Path, tmp_path: Path
+    fixture_reference: Path, tmp_path: Path
 ) -> None:
-    ref = _copy_reference(reference_dir, tmp_path / "ref")
+    ref = _copy_reference(fixture_reference, tmp_path / "ref")
     path = ref / "k8s_gpu_offers.csv"
-    path.write_text(path.read_text().replace("CoreWeave,RNO2A,US,US,", "CoreWeave,RNO2A,US,,", 1))
-    with pytest.raises(InputError, match="RNO2A"):
+    text = path.read_text().replace("CoreWeave,US-EAST-04A,US,US,", "CoreWeave,US-EAST-04A,US,,", 1)
+    path.write_text(text)
+    with pytest.raises(InputError, match="US-EAST-04A"):
         build.build(ref, tmp_path / "out")

@@ -32,7 +32,7 @@ def _json(result: Any) -> Any:
 
 def test_offers_json_shape(cli: Any) -> None:
     rows = _json(cli("offers", "--json"))
-    assert len(rows) == 1219
+    assert len(rows) == 1253
     assert all(set(r) == OFFER_KEYS for r in rows)
     assert {r["target"] for r in rows} == {"aws", "azure", "gcp", "coreweave"}
     first = rows[0]
@@ -43,7 +43,7 @@ def test_offers_json_shape(cli: Any) -> None:
 def test_offers_all_adds_flagged_rows_with_their_reason(cli: Any) -> None:
     rows = _json(cli("offers", "--json", "--all"))
     flagged = [r for r in rows if "flagged" in r]
-    assert len(rows) == 1294 and len(flagged) == 75
+    assert len(rows) == 1328 and len(flagged) == 75
     assert all(r["flagged"] for r in flagged) and all(
         set(r) == OFFER_KEYS | {"flagged"} for r in flagged
     )
@@ -96,7 +96,7 @@ def test_gpus_json(cli: Any) -> None:
 def test_regions_json_and_filters(cli: Any) -> None:
     rows = _json(cli("regions", "--json", "--jurisdiction", "EEA"))
     assert rows and all(r["jurisdiction"] == "EEA" for r in rows)
-    assert {"target", "region", "country", "jurisdiction", "notes"} == set(rows[0])
+    assert {"target", "region", "country", "jurisdiction", "notes", "access"} == set(rows[0])
     cw = _json(cli("regions", "--json", "-t", "coreweave", "--country", "ES"))
     assert {r["region"] for r in cw} == {"EU-SOUTH-03B", "EU-SOUTH-04A"}
 

@@ -36,7 +36,7 @@ def test_aws_reader_takes_hosting_prices_of_known_types(price_server: Any) -> No
         known, ["us-east-1", "eu-west-1", "ap-south-1"], base_url=price_server.url, timeout=5
     )
     assert result.prices == price_server.aws_expected
-    assert result.unknown_gpu_types == {"ml.p4de.24xlarge"}  # ml.m5.large has no GPU
+    assert result.unknown_gpu_types == {"ml.p3.2xlarge"}  # ml.m5.large has no GPU
     assert set(result.versions) == {"us-east-1", "eu-west-1"}
     assert not any("mx-central-1/index.json" in p for p in price_server.requests)
 
@@ -51,7 +51,7 @@ def test_refresh_writes_a_catalog_the_loader_can_use(
     assert report.counts["azure"] == 4 and report.counts["aws"] == 4
     assert report.counts["gcp"] == 362 and report.counts["coreweave"] == 42
     assert any("usgovvirginia" in n for n in report.notes)
-    assert any("ml.p4de.24xlarge" in n for n in report.notes)
+    assert any("ml.p3.2xlarge" in n for n in report.notes)
     assert any(n.startswith("gcp: kept") and "API key" in n for n in report.notes)
 
     monkeypatch.setenv(catalog.CATALOG_DIR_ENV, str(tmp_path))
@@ -80,7 +80,7 @@ def test_refresh_writes_a_catalog_the_loader_can_use(
 
 def test_refresh_one_target_keeps_the_other(price_server: Any, tmp_path: Path) -> None:
     report = refresh_mod.refresh(tmp_path, targets=["azure"], azure_url=price_server.azure_url)
-    assert report.refreshed == ["azure"] and report.counts["aws"] == 399
+    assert report.refreshed == ["azure"] and report.counts["aws"] == 433
     assert not any("AmazonSageMaker" in p for p in price_server.requests)
 
 

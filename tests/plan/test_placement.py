@@ -9,7 +9,7 @@ from mdeploy.errors import InputError
 from mdeploy.plan.engine import check_engine_args, engine_args
 from mdeploy.plan.fit import size_model
 from mdeploy.plan.models import Candidate, Rejection
-from mdeploy.plan.placement import HOURS_PER_MONTH, evaluate, rank
+from mdeploy.plan.placement import HOURS_PER_MONTH, evaluate, rank, rank_catalog
 
 
 def _rank(spec, offers):
@@ -134,3 +134,70 @@ def test_kubernetes_pools_become_offers_with_catalog_memory():
     assert plan.chosen.target == "kubernetes" and plan.chosen.instance_type == "l40s"
     assert plan.chosen.gpu_memory_gib == 44.99 and plan.chosen.jurisdiction == "EU"
     assert [r.code for r in plan.rejected] == ["price"]
+
+
+# ---------------------------------------------------------------- region access (issue 9 §5)
+
+ACCESS = {
+    ("aws", "eu-south-2"): "opt-in",
+    ("azure", "germanynorth"): "restricted",
+    ("aws", "us-gov-west-1"): "partition",
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "region", "words"),
+    [
+        ("aws", "eu-south-2", "opt-in region: enable it first, or name it in placement.regions"),
+        ("azure", "germanynorth", "restricted-access region"),
+        ("aws", "us-gov-west-1", "separate partition"),
+    ],
+)
+def test_regions_that_are_not_open_are_rejected_unless_named(target, region, words):
+    spec = make_spec(placement={"residency": [], "clouds": ["aws", "azure"]})
+    offer = make_offer(target=target, region=region)
+    sizing = size_model(MISTRAL_7B, spec.model, spec.serving)
+    r = evaluate(offer, spec, sizing, access=ACCESS)
+    assert isinstance(r, Rejection) and r.code == "access" and words in r.reason
+    named = make_spec(placement={"residency": [], "regions": [region]})
+    assert isinstance(evaluate(offer, named, sizing, access=ACCESS), Candidate)
+
+
+def test_access_is_checked_after_residency_and_target_before_allow_list():
+    spec = make_spec(placement={"residency": ["US"], "regions": ["us-east-1"]})
+    sizing = size_model(MISTRAL_7B, spec.model, spec.serving)
+    eu = make_offer(region="eu-south-2")
+    assert evaluate(eu, spec, sizing, access=ACCESS).code == "residency"
+    blocked = evaluate(eu, make_spec(), sizing, {"aws": "no"}, access=ACCESS)
+    assert blocked.code == "target"
+    gov = make_offer(region="us-gov-west-1", country="US", jurisdiction="US")
+    assert evaluate(gov, spec, sizing, access=ACCESS).code == "access"
+
+
+def test_rank_catalog_rejects_whole_regions_with_one_shared_reason():
+    from mdeploy.catalog._store import OfferGroup
+
+    spec = make_spec(placement={"residency": ["EU"]})
+    sizing = size_model(MISTRAL_7B, spec.model, spec.serving)
+    us_offers = [
+        make_offer(region="us-east-1", country="US", jurisdiction="US", instance_type=f"t{i}")
+        for i in range(3)
+    ]
+    rows = tuple(tuple(vars(o).values()) for o in us_offers)
+    us = OfferGroup("aws", "us-east-1", "US", "US", rows)
+    eu = OfferGroup("aws", "eu-west-3", "FR", "EU", (tuple(vars(make_offer()).values()),))
+    candidates, rejected = rank_catalog([us, eu], [], spec, sizing)
+    assert [c.region for c in candidates] == ["eu-west-3"]
+    assert [r.instance_type for r in rejected] == ["t0", "t1", "t2"]
+    assert {r.code for r in rejected} == {"residency"}
+    assert len({id(r.reason) for r in rejected}) == 1  # formatted once for the region
+
+
+def test_memory_reason_is_built_only_when_read():
+    spec = make_spec()
+    sizing = size_model(MISTRAL_7B, spec.model, spec.serving)
+    r = evaluate(make_offer(gpu="A10G", gpu_memory_gib=22.49), spec, sizing)
+    assert r.code == "memory" and not isinstance(r._reason, str)  # lazy until asked
+    assert "needs 31.5 GiB per GPU" in r.reason and isinstance(r._reason, str)
+    assert r == Rejection(r.target, r.region, r.instance_type, r.reason, "memory")
+    assert r.to_json()["reason"] == r.reason

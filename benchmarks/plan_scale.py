@@ -1,0 +1,133 @@
+"""
+Does the planner's cost stay flat when the catalog grows 100×?
+
+    python benchmarks/plan_scale.py              # 1× and 100×, median of 5 runs each
+    python benchmarks/plan_scale.py --runs 9 --scale 100 --json
+
+It writes a catalog `--scale` times the bundled one into a temp dir (every row copied with
+its region renamed `<region>-x<k>`, and the region table copied the same way, so residency
+and region-access rules see the same mix as the bundled data), then runs `mdeploy plan`,
+`plan --json` and `compare` on examples/mistral-7b-eu.yaml against the bundled catalog and
+against the big one (MDEPLOY_CATALOG_DIR), each in a fresh process. It reports the median
+CPU time (user + system of the child) and peak RSS, and the ratio 100× / 1× that issue 15
+sets a goal for (plan ≤ 2.5×). The catalog cache lives in a temp XDG_CACHE_HOME that is
+warmed once before timing, as it is after a user's first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "mistral-7b-eu.yaml"
+BUNDLED = ROOT / "mdeploy" / "catalog" / "data"
+CASES = {
+    "plan": ["plan", str(EXAMPLE)],
+    "plan --json": ["plan", str(EXAMPLE), "--json"],
+    "compare": ["compare", str(EXAMPLE)],
+}
+
+
+def _scaled_csv(path: Path, scale: int) -> str:
+    """Copies of every row, region renamed per copy (copy 0 keeps the real name)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        columns = reader.fieldnames or []
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        for k in range(scale):
+            writer.writerow({**row, "region": row["region"] if k == 0 else f"{row['region']}-x{k}"})
+    return out.getvalue()
+
+
+def make_catalog(directory: Path, scale: int) -> int:
+    """Write a `scale`× catalog into `directory`; return its offer count."""
+    directory.mkdir(parents=True, exist_ok=True)
+    offers = _scaled_csv(BUNDLED / "offers.csv", scale)
+    (directory / "offers.csv").write_text(offers, encoding="utf-8")
+    (directory / "regions.csv").write_text(
+        _scaled_csv(BUNDLED / "regions.csv", scale), encoding="utf-8"
+    )
+    return offers.count("\n") - 1
+
+
+def _run_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """CPU seconds and peak RSS (MiB) of one `mdeploy` process."""
+    code = (
+        "import resource, sys, subprocess\n"
+        "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(u.ru_utime + u.ru_stime, u.ru_maxrss)\n"
+    )
+    mdeploy = str(Path(sys.executable).parent / "mdeploy")
+    out = subprocess.run(
+        [sys.executable, "-c", code, mdeploy, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return float(out[0]), int(out[1]) / 1024
+
+
+def measure(args: list[str], env: dict[str, str], runs: int) -> dict[str, float]:
+    _run_once(args, env)  # warm the OS file cache and the catalog cache
+    samples = [_run_once(args, env) for _ in range(runs)]
+    return {
+        "cpu_s": round(statistics.median(s[0] for s in samples), 3),
+        "rss_mib": round(max(s[1] for s in samples), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scale", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "catalog"
+        offers = make_catalog(big, args.scale)
+        base_env = {**os.environ, "XDG_CACHE_HOME": str(Path(tmp) / "cache"), "COLUMNS": "120"}
+        base_env.pop("MDEPLOY_CATALOG_DIR", None)
+        big_env = {**base_env, "MDEPLOY_CATALOG_DIR": str(big)}
+        for name, cmd in CASES.items():
+            one = measure(cmd, base_env, args.runs)
+            many = measure(cmd, big_env, args.runs)
+            results[name] = {
+                "1x": one,
+                f"{args.scale}x": many,
+                "ratio_cpu": round(many["cpu_s"] / one["cpu_s"], 2),
+            }
+    if args.json:
+        print(json.dumps({"offers_scaled": offers, "runs": args.runs, "results": results}))
+        return 0
+    print(f"{offers} offers at {args.scale}×, median of {args.runs} runs (CPU s, peak RSS MiB)")
+    print(f"{'command':<14}{'1× CPU':>9}{'1× MiB':>9}{'N× CPU':>9}{'N× MiB':>9}{'ratio':>8}")
+    for name, r in results.items():
+        a, b = r["1x"], r[f"{args.scale}x"]
+        assert isinstance(a, dict) and isinstance(b, dict)
+        print(
+            f"{name:<14}{a['cpu_s']:>9.3f}{a['rss_mib']:>9.1f}{b['cpu_s']:>9.3f}"
+            f"{b['rss_mib']:>9.1f}{r['ratio_cpu']:>8.2f}"
+        )
+    goal = results["plan"]["ratio_cpu"]
+    print(f"goal (issue 15): plan at 100× ≤ 2.5× the CPU of plan at 1× — now {goal}×")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
