@@ -89,7 +89,7 @@ def synth_cmd(
 
     Runs the real Pulumi component code under a mock engine: an intended graph, not a preview.
     """
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         from mdeploy.deploy.synth import synth_targets
         from mdeploy.spec import load_spec
 
@@ -225,7 +225,7 @@ def up_cmd(
     ] = False,
 ) -> None:
     """Deploy or update the endpoint: ship the image by digest, then apply the stack."""
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         from mdeploy.deploy.stack import up
 
         op = _operation(spec, env, target, need_secrets=True, config=config, deploying=True)
@@ -242,7 +242,7 @@ def preview_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Ask the cloud what `up` would change (needs credentials; changes nothing)."""
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         from mdeploy.deploy.stack import preview
 
         op = _operation(spec, env, target, config=config, deploying=True)
@@ -259,7 +259,7 @@ def destroy_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Delete every resource of the endpoint's stack (asks first unless --yes)."""
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         from mdeploy.deploy.stack import destroy
 
         op = _operation(spec, env, target)
@@ -275,7 +275,7 @@ def status_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Stack outputs and the endpoint's health."""
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         from mdeploy.deploy.stack import status
 
         report = status(_operation(spec, env, target))
@@ -297,7 +297,7 @@ def outputs_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """The stack's outputs (secrets shown as [secret])."""
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         from mdeploy.deploy.stack import outputs
 
         values = outputs(_operation(spec, env, target))
@@ -324,7 +324,9 @@ def _request_body(spec: Path, env: str | None, prompt: str, data: str | None) ->
         if not isinstance(body, dict):
             raise InputError("--data: expected a JSON object (an OpenAI request body)")
         return body
-    model = load_spec(spec, env).spec.model.id
+    from mdeploy.deploy.program import canonical_model_id  # what --served-model-name says
+
+    model = canonical_model_id(load_spec(spec, env))
     return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 32}
 
 
@@ -340,9 +342,10 @@ def invoke_cmd(
         typer.Option("--data", "-d", help="A whole OpenAI request body: JSON, or @file."),
     ] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Stream the reply (SSE).")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Send one request through the deployed endpoint: the smoke test after `up`."""
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         from mdeploy.deploy.stack import invoke
 
         body = _request_body(spec, env, prompt, data)
@@ -351,12 +354,28 @@ def invoke_cmd(
         reply = invoke(_operation(spec, env, target), body, stream=stream)
         if isinstance(reply, bytes | str):
             reply = [reply]
+        if json_out:
+            print_json(_reply_json(target, reply, stream=stream))
+            return
         for chunk in reply:
             text = chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
             sys.stdout.write(text)
             sys.stdout.flush()
         if not stream:
             sys.stdout.write("\n")
+
+
+def _reply_json(target: str, reply: Any, *, stream: bool) -> dict[str, Any]:
+    """`invoke --json`: the endpoint's reply as JSON when it is JSON, else its text."""
+    import json
+
+    chunks = [c.decode(errors="replace") if isinstance(c, bytes) else str(c) for c in reply]
+    text = "".join(chunks)
+    try:
+        body: Any = json.loads(text) if not stream else None
+    except ValueError:
+        body = None
+    return {"target": target, "stream": stream, "reply": body if body is not None else text}
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ program function imports it when it runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mdeploy.errors import InputError, PolicyError
@@ -26,12 +26,14 @@ __all__ = [
     "OUTPUT_NAMES",
     "PROJECT",
     "Resolved",
+    "canonical_model_id",
     "deploy_targets",
     "endpoint_program",
     "plan_targets",
     "resolve",
     "source_image",
     "stack_name",
+    "with_model_id",
 ]
 
 PROJECT = "mdeploy"
@@ -143,7 +145,41 @@ def resolve(loaded: LoadedSpec, target: str, *, plan: Plan | None = None) -> Res
         image=source_image(loaded),
         weights_gib=plan.model.weights_gib,
     )
+    args = with_model_id(args, canonical_model_id(loaded))
     return Resolved(target=folder, args=args, candidate=candidate, plan=plan)
+
+
+def canonical_model_id(loaded: LoadedSpec) -> str:
+    """
+    The model id to emit: the catalog's canonical id for an alias (`Mistral-7B` →
+    `mistralai/Mistral-7B-Instruct-v0.3`), else the spec's own.
+
+    The planner sized the model that `mdeploy.catalog.resolve_model` resolved, so that is
+    the authority: a container given the alias would ask the Hub for a repository that does
+    not exist (404). A checkpoint repository keeps its own id (the catalog resolves it to
+    itself), and so do specs that state the architecture or point at a local config.json.
+    """
+    from mdeploy.catalog import resolve_model
+
+    return resolve_model(loaded.spec.model, base_dir=loaded.base_dir).id
+
+
+def with_model_id(args: EndpointArgs, model_id: str) -> EndpointArgs:
+    """`args` with `model_id` wherever the model id is emitted, the engine's flags included."""
+    if args.model_id == model_id:
+        return args
+    flags = list(args.engine_args)
+    for i, flag in enumerate(flags[:-1]):
+        if flag == "--served-model-name" and flags[i + 1] == args.served_model_name:
+            flags[i + 1] = model_id
+    return replace(
+        args,
+        model_id=model_id,
+        served_model_name=model_id
+        if args.served_model_name == args.model_id
+        else args.served_model_name,
+        engine_args=tuple(flags),
+    )
 
 
 def endpoint_program(target: Target, args: EndpointArgs) -> Callable[[], Any]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mdeploy import __version__
-from mdeploy.errors import CloudError, InputError, PolicyError, PrerequisiteError
+from mdeploy.errors import CloudError, InputError, MdeployError, PolicyError, PrerequisiteError
 from mdeploy.image._tools import INSTALL_HINTS, require_tool, run_tool
 from mdeploy.image.auth import AuthFile, Resolver, registry_authfile
 from mdeploy.image.context import assemble_context, default_base_image
@@ -69,7 +69,7 @@ class ImageLabels:
 
         loaded = load_spec(path, env=env)
         model = loaded.spec.model
-        return cls(model.id, model.revision, spec_hash(loaded)), loaded.strict
+        return cls(_model_id(loaded), model.revision, spec_hash(loaded)), loaded.strict
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,16 @@ class BuildResult:
             "pushed": push,
             "seconds": round(self.seconds, 2),
         }
+
+
+def _model_id(loaded: Any) -> str:
+    """The catalog's canonical id for an alias (what the container serves), else the spec's."""
+    from mdeploy.catalog import resolve_model
+
+    try:
+        return resolve_model(loaded.spec.model, base_dir=loaded.base_dir).id
+    except MdeployError:  # an unknown model: labelled as written; plan refuses it anyway
+        return str(loaded.spec.model.id)
 
 
 def detect_tool(preferred: str | None = None) -> tuple[str, str]:

@@ -223,3 +223,41 @@ def test_unset_image_uses_the_local_build_outside_prod(spec_file, facts):
     assert source_image(load_spec(spec_file)) == DEFAULT_TAG
     with pytest.raises(PolicyError, match=r"serving\.image"):
         source_image(load_spec(spec_file, "prod"))
+
+
+CANONICAL = "mistralai/Mistral-7B-Instruct-v0.3"
+
+
+def _strings(value):
+    """Every string inside a JSON value."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_an_alias_is_emitted_as_the_canonical_id_on_every_target(cli, spec_file, facts,
+                                                                   monkeypatch):  # fmt: skip
+    """`model.id: Mistral-7B` sizes fine, but the container must ask the Hub for the real repo."""
+    monkeypatch.setenv("HF_TOKEN", facts.canary)
+    text = spec_file.read_text().replace(f"id: {CANONICAL}", "id: Mistral-7B")
+    spec_file.write_text(re.sub(r"(?m)^\s*source: .*\n", "", text))
+    result = cli("synth", spec_file, "--all-targets", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert {g["target"] for g in doc["targets"]} == {"aws", "azure", "gcp", "kubernetes"}
+    for graph in doc["targets"]:
+        values = list(_strings(graph["resources"]))
+        blob = "\n".join(values)
+        assert CANONICAL in blob, graph["target"]
+        # the alias never reaches the container: not as a value, a flag or inside the env JSON
+        assert not re.search(r"(?<![\w/.-])Mistral-7B(?![\w.-])", blob), graph["target"]
+        flags = [v for v in values if "--served-model-name" in v]
+        assert flags and all(
+            f"--served-model-name {CANONICAL}" in f or f'"--served-model-name", "{CANONICAL}"' in f
+            for f in flags
+        ), flags
