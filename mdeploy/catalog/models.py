@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ModelArchitecture", "Offer", "Region"]
+__all__ = ["Checkpoint", "License", "ModelArchitecture", "Offer", "Region"]
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,38 @@ class Region:
 
 
 @dataclass(frozen=True)
+class License:
+    """A model's licence as the catalog records it; `commercial` is yes, no or conditional."""
+
+    name: str
+    spdx: str | None = None
+    commercial: str = "yes"  # yes | no | conditional
+    condition: str | None = None
+    url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One published set of weights of a model: its on-disk format and repository."""
+
+    format: str  # bf16 | fp8 | nvfp4 | mxfp4 | awq | gptq | int8
+    repo: str
+
+
+@dataclass(frozen=True)
 class ModelArchitecture:
-    """The shape of a model that the sizing rule needs."""
+    """
+    The shape of a model that the sizing rule needs.
+
+    The v2 fields (defaults keep v1 entries working) split the parameters by role, so a
+    pre-quantized checkpoint can be sized part by part, and describe the KV cache per layer:
+    `kv_width` elements per token per layer (2 x kv_heads x head_dim for GQA, kv_lora_rank +
+    qk_rope_head_dim for MLA) for `layers - sliding_layers` full layers and `sliding_layers`
+    layers that keep at most `sliding_window` tokens.
+    """
 
     id: str
     params_b: float
@@ -73,3 +103,48 @@ class ModelArchitecture:
     weights_gib: float | None = None
     max_position_embeddings: int | None = None
     source: str = ""
+    # ---- v2: architecture class and parameter split (billions)
+    kind: str = "dense"  # dense | moe (Mixtral-style) | moe-fine (fine-grained / shared experts)
+    attention: str = "gqa"  # gqa | mla
+    params_b_active: float | None = None  # per token, MoE only
+    expert_params_b: float = 0.0  # routed experts
+    attention_params_b: float = 0.0  # attention projections (all layers)
+    vision_params_b: float = 0.0  # vision tower + projector
+    # ---- v2: KV cache layout
+    kv_width: int | None = None  # None: 2 x kv_heads x head_dim
+    sliding_layers: int = 0
+    sliding_window: int | None = None
+    # ---- v2: the checkpoint's own format when it is pre-quantized
+    checkpoint: str | None = None  # fp8 | int8 | mxfp4 | nvfp4 | awq | gptq | int4
+    checkpoint_bits: float | None = None  # bits per quantized weight, scales included
+    unquantized: tuple[str, ...] = ()  # parts kept 16-bit: attention, mlp, experts
+    torch_dtype: str | None = None
+    # ---- v2: catalog facts
+    family: str | None = None
+    release_date: str | None = None
+    status: str | None = None
+    checkpoints: tuple[Checkpoint, ...] = ()
+    license: License | None = None
+    notes: str = ""
+
+    @property
+    def kv_elements_per_token_layer(self) -> int:
+        """K and V elements one token stores in one layer."""
+        return self.kv_width if self.kv_width else 2 * self.kv_heads * self.head_dim
+
+    @property
+    def classes(self) -> str:
+        """'dense', 'MoE', 'MoE+MLA', 'dense+sliding', ... for people reading the catalog."""
+        parts = [{"dense": "dense", "moe": "MoE", "moe-fine": "fine-grained MoE"}[self.kind]]
+        if self.attention == "mla":
+            parts.append("MLA")
+        if self.sliding_layers:
+            parts.append("sliding")
+        if self.vision_params_b:
+            parts.append("vision")
+        return "+".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["class"] = self.classes
+        return row

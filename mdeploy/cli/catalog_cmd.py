@@ -9,9 +9,10 @@ Thin commands: parse flags, call one `mdeploy.catalog` function, render a Rich t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from mdeploy.cli._common import JsonOption, cli_errors, console, print_json
 
@@ -169,25 +170,81 @@ def regions_cmd(
         console.print(table)
 
 
-@catalog_app.command("models")
-def models_cmd(*, json_: JsonOption = False) -> None:
+models_app = typer.Typer(
+    name="models",
+    help="Model architectures the catalog knows; `add PATH` sizes a local config.json.",
+    rich_markup_mode="rich",
+    invoke_without_command=True,
+)
+catalog_app.add_typer(models_app)
+
+
+def _params(m: Any) -> str:
+    """'675 B' dense, '41 / 675 B' MoE (active / total)."""
+    if m.params_b_active:
+        return f"{m.params_b_active:.3g} / {m.params_b:.4g}"
+    return f"{m.params_b:.4g}"
+
+
+def _licence(m: Any) -> str:
+    lic = m.license
+    if lic is None:
+        return "?"
+    return lic.name + ("" if lic.commercial == "yes" else f" ({lic.commercial})")
+
+
+@models_app.callback()
+def models_cmd(ctx: typer.Context, *, json_: JsonOption = False) -> None:
     """Model architectures the catalog knows (use these ids as model.id)."""
-    with cli_errors():
+    if ctx.invoked_subcommand is not None:
+        return
+    with cli_errors(json_out=json_):
         from mdeploy.catalog import load_models
 
         models = load_models()
         if json_:
-            print_json([vars(m) for m in models])
+            print_json([m.to_json() for m in models])
             return
         table = _table(f"{len(models)} models")
         table.add_column("id", overflow="fold")
-        for name in ("params B", "layers", "heads", "kv", "head dim", "context"):
+        table.add_column("class")
+        table.add_column("params B (active / total)", justify="right")
+        for name in ("layers", "context"):
             table.add_column(name, justify="right")
+        table.add_column("checkpoints")
+        table.add_column("licence", overflow="fold")
         for m in models:
             context = str(m.max_position_embeddings or "?")
-            shape = (m.layers, m.attention_heads, m.kv_heads, m.head_dim)
-            table.add_row(m.id, f"{m.params_b:g}", *map(str, shape), context)
+            formats = ",".join(dict.fromkeys(c.format for c in m.checkpoints)) or (
+                m.checkpoint or "bf16"
+            )
+            cells = (m.id, m.classes, _params(m), str(m.layers), context, formats, _licence(m))
+            table.add_row(*map(escape, cells))
         console.print(table)
+
+
+@models_app.command("add")
+def models_add_cmd(
+    path: Annotated[Path, typer.Argument(help="A local config.json or a model folder.")],
+    *,
+    model_id: Annotated[
+        str | None, typer.Option("--id", help="The id to plan it under (default: its name).")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Size a local config.json and add it to your models file (never the installed package)."""
+    with cli_errors(json_out=json_):
+        from mdeploy.catalog._models import add_user_model
+
+        arch, file = add_user_model(path, model_id=model_id)
+        if json_:
+            print_json({"file": str(file), "model": arch.to_json()})
+            return
+        console.print(
+            f"[green]added[/] {escape(arch.id)}: {arch.classes}, {_params(arch)} B params, "
+            f"{arch.layers} layers → {escape(str(file))}",
+            soft_wrap=True,
+        )
 
 
 @catalog_app.command("refresh")

@@ -29,7 +29,7 @@ from mdeploy.errors import EXIT_POLICY
 
 if TYPE_CHECKING:
     from mdeploy.plan.compare import CompareRow
-    from mdeploy.plan.models import Candidate, Plan
+    from mdeploy.plan.models import Candidate, ModelSizing, Plan
     from mdeploy.spec import LoadedSpec
 
 __all__ = ["register"]
@@ -45,9 +45,33 @@ def _load_and_plan(spec_path: Path, env: str | None, target: str | None) -> tupl
         check_guardrails(loaded)
     targets = [target] if target else None
     blocked = blocked_targets(loaded.spec)
-    return loaded, make_plan(
-        loaded.spec, targets=targets, base_dir=loaded.base_dir, blocked=blocked
-    )
+    result = make_plan(loaded.spec, targets=targets, base_dir=loaded.base_dir, blocked=blocked)
+    if loaded.strict:
+        _check_licence(loaded, result)
+    return loaded, result
+
+
+def _check_licence(loaded: LoadedSpec, result: Plan) -> None:
+    """Prod refuses a non-commercial or conditional licence until the spec accepts it."""
+    from mdeploy.errors import PolicyError
+    from mdeploy.plan.fit import licence_problem
+
+    sizing = result.model.sizing
+    problem = licence_problem(sizing.license if sizing else None, loaded.spec.model)
+    if problem:
+        raise PolicyError(
+            problem, hint="read the licence, then record its name in model.license_accepted"
+        )
+
+
+def _licence_line(m: ModelSizing) -> str:
+    lic = m.sizing.license if m.sizing else None
+    if lic is None:
+        return "licence [dim]unknown (not in the catalog)[/]"
+    colour = "green" if lic.commercial == "yes" else "yellow"
+    condition = f" · {escape(lic.condition)}" if lic.condition else ""
+    use = f"commercial [{colour}]{lic.commercial}[/]"
+    return f"licence [bold]{escape(lic.name)}[/] · {use}{condition}"
 
 
 def _money(value: float) -> str:
@@ -88,10 +112,19 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
     if loaded.strict:
         env += " · [green]prod guardrails pass[/]"
     console.print(f"[bold]{spec.metadata.name}[/]{env} · {escape(m.id)} ({m.params_b:g} B params)")
+    console.print(_licence_line(m))
+    s = m.sizing
+    if s is not None and s.sliding_layers and s.sliding_window:
+        window = min(s.sliding_window, spec.model.max_context)
+        tokens = (
+            f"{s.kv_bytes_per_token_layer:,} B/token/layer × ({s.full_layers} full layers × "
+            f"{spec.model.max_context:,} + {s.sliding_layers} sliding × {window:,} tokens)"
+        )
+    else:
+        tokens = f"{m.kv_bytes_per_token:,} B/token × {spec.model.max_context:,} tokens"
     console.print(
         f"weights [bold]{m.weights_gib:.1f} GiB[/] · KV cache [bold]{m.kv_cache_gib:.1f} GiB[/] "
-        f"({m.kv_bytes_per_token:,} B/token × {spec.model.max_context:,} tokens × "
-        f"{spec.serving.max_concurrency} sequences)"
+        f"({tokens} × {spec.serving.max_concurrency} sequences)"
     )
     c = plan.chosen
     if c is None:
@@ -103,6 +136,12 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
             f"{c.gpu_memory_gib:g} GiB per GPU · [bold]{_money(c.hourly_usd)}/h[/] "
             f"(${c.monthly_usd:,.0f}/month for {spec.serving.replicas.min} replica(s))"
             + (" [yellow]estimated price[/]" if c.estimate else "")
+        )
+        console.print(
+            f"per GPU: weights {c.weights_gib_per_gpu:.2f} + KV {c.kv_gib_per_gpu:.2f} + reserve "
+            f"{c.reserve_gib_per_gpu:.2f} = {c.required_gib_per_gpu:.2f} GiB ≤ "
+            f"{spec.serving.gpu_memory_utilization:g} × {c.gpu_memory_gib:g} = "
+            f"{spec.serving.gpu_memory_utilization * c.gpu_memory_gib:.2f} GiB"
         )
         console.print(f"[dim]engine: vllm {escape(' '.join(c.engine_args))}[/]")
         console.print("[bold]best per target[/]")

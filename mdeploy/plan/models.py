@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mdeploy.plan.fit import Sizing
 
 __all__ = ["Candidate", "ModelSizing", "Plan", "Rejection"]
 
@@ -20,15 +23,41 @@ class ModelSizing:
     weights_gib: float
     kv_cache_gib: float
     kv_bytes_per_token: int
+    sizing: Sizing | None = field(default=None, compare=False)  # v2 detail: class, licence
+
+    @property
+    def license(self) -> dict[str, Any] | None:
+        """The model's licence as the catalog records it; None when unknown."""
+        lic = self.sizing.license if self.sizing else None
+        return lic.to_json() if lic else None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        row: dict[str, Any] = {
             "id": self.id,
             "params_b": self.params_b,
             "weights_gib": round(self.weights_gib, 3),
             "kv_cache_gib": round(self.kv_cache_gib, 3),
             "kv_bytes_per_token": self.kv_bytes_per_token,
         }
+        s = self.sizing
+        if s is not None:
+            row.update(
+                {
+                    "class": s.arch_class,
+                    "params_b_active": s.params_b_active,
+                    "weight_format": s.weight_format,
+                    "pre_quantized": s.pre_quantized,
+                    "activation_dtype": s.activation_dtype,
+                    "kv_layers": {
+                        "full": s.full_layers,
+                        "sliding": s.sliding_layers,
+                        "window": s.sliding_window,
+                    },
+                    "kv_replicated_across_tp": s.kv_replicated,
+                    "license": self.license,
+                }
+            )
+        return row
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,9 @@ class Candidate:
     estimate: bool
     engine_args: list[str]
     required_gib_per_gpu: float = 0.0
+    weights_gib_per_gpu: float = 0.0  # the three terms of required_gib_per_gpu
+    kv_gib_per_gpu: float = 0.0
+    reserve_gib_per_gpu: float = 0.0
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -69,6 +101,9 @@ class Candidate:
             "estimate": self.estimate,
             "engine_args": list(self.engine_args),
             "required_gib_per_gpu": round(self.required_gib_per_gpu, 3),
+            "weights_gib_per_gpu": round(self.weights_gib_per_gpu, 3),
+            "kv_gib_per_gpu": round(self.kv_gib_per_gpu, 3),
+            "reserve_gib_per_gpu": round(self.reserve_gib_per_gpu, 3),
         }
 
 

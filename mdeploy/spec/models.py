@@ -11,7 +11,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "API_VERSION",
@@ -48,6 +56,15 @@ SECRET_REF_FORMS = (
     "env:NAME, file:PATH, aws-sm:ARN, azure-kv:VAULT/NAME, gcp-sm:NAME, k8s:SECRET/KEY"
 )
 JURISDICTIONS = ("EU", "EEA", "UK", "CH", "US", "other")
+# Sanity ceilings, not facts about any model or GPU: each is orders of magnitude above what
+# exists, and keeps sizing arithmetic (bytes = params × layers × width ...) finite and exact
+# enough. A value beyond one is a typo or an attack; the error names the field and the bound.
+MAX_PARAMS_B = 100_000.0  # 100 T parameters
+MAX_COUNT = 100_000  # layers, attention heads, KV heads
+MAX_WIDTH = 1_048_576  # hidden size, head dimension
+MAX_VOCAB = 100_000_000
+MAX_GIB = 1_000_000.0  # GiB: checkpoint size, memory of one GPU
+MAX_USD_HOUR = 1_000_000.0  # USD per hour: a node's price, a budget
 
 
 class _Strict(BaseModel):
@@ -78,24 +95,55 @@ class Metadata(_Strict):
 
 
 class Architecture(_Strict):
-    params_b: Annotated[float, Field(gt=0, description="Total parameters, in billions.")]
-    layers: Annotated[int, Field(gt=0, description="Transformer layers.")]
-    attention_heads: Annotated[int, Field(gt=0, description="Query attention heads.")]
-    kv_heads: Annotated[int, Field(gt=0, description="Key/value heads (GQA groups).")]
-    head_dim: Annotated[int, Field(gt=0, description="Dimension of one attention head.")]
-    hidden_size: Annotated[int | None, Field(gt=0, description="Model width.")] = None
-    vocab_size: Annotated[int | None, Field(gt=0, description="Vocabulary size.")] = None
+    config: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description="A local config.json (or model folder), relative to the spec file; "
+            "the shape is computed from it and the fields below are not needed.",
+        ),
+    ] = None
+    params_b: Annotated[
+        float | None, Field(gt=0, le=MAX_PARAMS_B, description="Total parameters, in billions.")
+    ] = None
+    layers: Annotated[int | None, Field(gt=0, le=MAX_COUNT, description="Transformer layers.")] = (
+        None
+    )
+    attention_heads: Annotated[
+        int | None, Field(gt=0, le=MAX_COUNT, description="Query attention heads.")
+    ] = None
+    kv_heads: Annotated[
+        int | None, Field(gt=0, le=MAX_COUNT, description="Key/value heads (GQA groups).")
+    ] = None
+    head_dim: Annotated[
+        int | None, Field(gt=0, le=MAX_WIDTH, description="Dimension of one attention head.")
+    ] = None
+    hidden_size: Annotated[int | None, Field(gt=0, le=MAX_WIDTH, description="Model width.")] = None
+    vocab_size: Annotated[int | None, Field(gt=0, le=MAX_VOCAB, description="Vocabulary size.")] = (
+        None
+    )
     tie_word_embeddings: Annotated[
         bool, Field(description="Input embedding and LM head share weights.")
     ] = False
     weights_gib: Annotated[
         float | None,
-        Field(gt=0, description="Measured checkpoint size in GiB; overrides the computed one."),
+        Field(
+            gt=0,
+            le=MAX_GIB,
+            description="Measured checkpoint size in GiB; overrides the computed one.",
+        ),
     ] = None
 
     @model_validator(mode="after")
     def _heads(self) -> Architecture:
-        if self.attention_heads % self.kv_heads:
+        shape = ("params_b", "layers", "attention_heads", "kv_heads", "head_dim")
+        missing = [name for name in shape if getattr(self, name) is None]
+        if self.config is None and missing:
+            raise ValueError(
+                f"needs config: PATH to a config.json, or {', '.join(missing)} "
+                "(params_b, layers, attention_heads, kv_heads, head_dim)"
+            )
+        if self.attention_heads and self.kv_heads and self.attention_heads % self.kv_heads:
             raise ValueError("attention_heads must be a multiple of kv_heads")
         return self
 
@@ -116,7 +164,8 @@ class ModelSpec(_Strict):
     ] = "1"
     dtype: Annotated[Dtype, Field(description="Weight dtype the engine loads.")] = "bfloat16"
     quantization: Annotated[
-        Quantization | None, Field(description="Quantization method, if any.")
+        Quantization | None,
+        Field(description="Quantization method, if any.", validate_default=True),
     ] = None
     max_context: Annotated[
         int, Field(ge=128, le=2_097_152, description="Tokens per sequence (--max-model-len).")
@@ -125,6 +174,27 @@ class ModelSpec(_Strict):
         Architecture | None,
         Field(description="Shape of a model the catalog does not know."),
     ] = None
+    license_accepted: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description="Name of the model licence you accept; prod refuses a non-commercial "
+            "or conditional licence until it is recorded here.",
+        ),
+    ] = None
+
+    @field_validator("quantization")
+    @classmethod
+    def _integer_dtype_needs_a_method(cls, v: str | None, info: ValidationInfo) -> str | None:
+        dtype = info.data.get("dtype")
+        if dtype in ("int4", "int8") and v not in ("awq", "gptq"):
+            raise ValueError(
+                f"dtype: {dtype} needs a quantization method, else vLLM loads the 16-bit "
+                "checkpoint; set quantization: awq or gptq with a checkpoint quantized that "
+                "way, or keep dtype: bfloat16 and point model.id at a pre-quantized checkpoint "
+                "(its own format is sized)"
+            )
+        return v
 
     @field_validator("source")
     @classmethod

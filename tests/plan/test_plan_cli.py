@@ -39,8 +39,9 @@ def test_plan_json_contract():
     code, plan = _plan_json(str(ROOT / "examples/mistral-7b-eu.yaml"))
     assert code == 0
     assert set(plan) == {"model", "chosen", "candidates", "rejected"}
-    assert set(plan["model"]) == {"id", "params_b", "weights_gib", "kv_cache_gib",
-                                  "kv_bytes_per_token"}  # fmt: skip
+    assert set(plan["model"]) >= {"id", "params_b", "weights_gib", "kv_cache_gib",
+                                  "kv_bytes_per_token", "license", "class"}  # fmt: skip
+    assert plan["model"]["license"]["commercial"] in ("yes", "no", "conditional")
     assert set(plan["chosen"]) >= CANDIDATE_KEYS
     assert all(set(r) == {"target", "region", "instance_type", "reason"} for r in plan["rejected"])
     prices = [c["hourly_usd"] for c in plan["candidates"]]
