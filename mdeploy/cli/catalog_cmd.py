@@ -93,7 +93,8 @@ def _offers_table(offers: list[Offer], *, show_flags: bool) -> Table:
             f"{o.country} ({o.jurisdiction})",
             "~" if o.estimate else "",
         ]
-        table.add_row(*row, *([o.flagged or ""] if show_flags else []))
+        cells = [*row, *([o.flagged or ""] if show_flags else [])]
+        table.add_row(*(escape(c) for c in cells))  # a catalog dir may be the user's
     return table
 
 
@@ -109,7 +110,7 @@ def offers_cmd(
     json_: JsonOption = False,
 ) -> None:
     """GPU offers the planner may rank, by target then price ([dim]~ = estimate[/])."""
-    with cli_errors():
+    with cli_errors(json_out=json_):
         from mdeploy.catalog import find_offers
 
         offers = find_offers(
@@ -129,7 +130,7 @@ def offers_cmd(
 @catalog_app.command("gpus")
 def gpus_cmd(*, all_: AllOption = False, json_: JsonOption = False) -> None:
     """GPUs in the catalog: usable memory M, where offered, lowest $ per GPU-hour."""
-    with cli_errors():
+    with cli_errors(json_out=json_):
         from mdeploy.catalog import gpu_summary
 
         rows = gpu_summary(include_flagged=all_)
@@ -142,7 +143,8 @@ def gpus_cmd(*, all_: AllOption = False, json_: JsonOption = False) -> None:
         for r in rows:
             memory = f"{r.memory_gib:g}{' ~' if r.estimated else ''}"
             cheapest = _price(r.min_usd_per_gpu_hour)
-            table.add_row(r.gpu, memory, r.memory, ", ".join(r.targets), str(r.offers), cheapest)
+            cells = (r.gpu, memory, r.memory, ", ".join(r.targets), str(r.offers), cheapest)
+            table.add_row(*map(escape, cells))
         console.print(table)
 
 
@@ -155,7 +157,7 @@ def regions_cmd(
     json_: JsonOption = False,
 ) -> None:
     """Regions with their country and jurisdiction (what residency rules match)."""
-    with cli_errors():
+    with cli_errors(json_out=json_):
         from mdeploy.catalog import find_regions
 
         regions = find_regions(target, jurisdictions=jurisdiction or (), countries=country or ())
@@ -166,7 +168,7 @@ def regions_cmd(
         for name in ("target", "region", "country", "jurisdiction", "notes"):
             table.add_column(name)
         for r in regions:
-            table.add_row(r.target, r.region, r.country, r.jurisdiction, r.notes)
+            table.add_row(*map(escape, (r.target, r.region, r.country, r.jurisdiction, r.notes)))
         console.print(table)
 
 
@@ -261,9 +263,7 @@ def refresh_cmd(
     json_: JsonOption = False,
 ) -> None:
     """Rebuild prices from public price APIs (network); the bundled catalog is untouched."""
-    with cli_errors():
-        from rich.markup import escape
-
+    with cli_errors(json_out=json_):
         from mdeploy.catalog.refresh import REFRESHABLE, default_out_dir, refresh
 
         report = refresh(out or default_out_dir(), targets=target or REFRESHABLE, timeout=timeout)

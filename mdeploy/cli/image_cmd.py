@@ -13,8 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
-from mdeploy.cli._common import EnvOption, JsonOption, cli_errors, console, err_console, print_json
+from mdeploy.cli._common import (
+    EnvOption,
+    JsonOption,
+    cli_errors,
+    console,
+    err_console,
+    print_json,
+    report_error,
+)
 
 if TYPE_CHECKING:
     from mdeploy.image import BuildResult, ReplicationResult
@@ -69,7 +78,7 @@ def build(
     json_out: JsonOption = False,
 ) -> None:
     """Build the image (vLLM + contract adapter); [bold]--spec[/] fills the model labels."""
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         if emit_context is not None:
             _emit_context(emit_context, json_out)
             return
@@ -98,13 +107,14 @@ def replicate(
     from mdeploy.image import DigestMismatchError
     from mdeploy.image import replicate as do_replicate
 
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         strict = _strict(spec, env)
         try:
             result = do_replicate(source, to, insecure=insecure, strict=strict)
         except DigestMismatchError as exc:
-            if json_out:
+            if json_out:  # the result is the JSON document: no second, error one
                 print_json(exc.result.to_json())
+                raise typer.Exit(report_error(exc)) from None
             raise
         if json_out:
             print_json(result.to_json())
@@ -128,18 +138,19 @@ def verify(
     """
     from mdeploy.image import DigestMismatchError, verify_image
 
-    with cli_errors():
+    with cli_errors(json_out=json_out):
         try:
             check = verify_image(ref, digest, insecure=insecure)
         except DigestMismatchError as exc:
-            if json_out:
+            if json_out:  # the result is the JSON document: no second, error one
                 print_json(exc.result.to_json())
+                raise typer.Exit(report_error(exc)) from None
             raise
         if json_out:
             print_json(check.to_json())
         else:
             console.print(
-                f"[green]verified[/] {check.ref} is {check.digest} ({check.media_type}; "
+                f"[green]verified[/] {escape(check.ref)} is {check.digest} ({check.media_type}; "
                 f"{check.blobs_checked} blobs hashed)"
             )
 
@@ -179,7 +190,7 @@ def _emit_context(folder: Path, json_out: bool) -> None:
     if json_out:
         print_json({"context": str(path)})
     else:
-        console.print(f"build context written to {path}")
+        console.print(f"build context written to {escape(str(path))}")
 
 
 def _strict(spec: Path | None, env: str | None) -> bool:
@@ -192,23 +203,25 @@ def _strict(spec: Path | None, env: str | None) -> bool:
 
 
 def _show_build(result: BuildResult) -> None:
-    console.print(f"[green]built[/] {result.tag} with {result.tool} in {result.seconds:.1f} s")
+    console.print(
+        f"[green]built[/] {escape(result.tag)} with {result.tool} in {result.seconds:.1f} s"
+    )
     console.print(f"  image id  {result.image_id}")
     if result.digest:
         console.print(f"  digest    {result.digest} (local)")
-    console.print(f"  base      {result.base}")
+    console.print(f"  base      {escape(result.base)}")
     if result.pushed:
-        console.print(f"  pushed    {result.pushed} → {result.pushed_digest}")
+        console.print(f"  pushed    {escape(result.pushed)} → {result.pushed_digest}")
         if result.pushed_media_type:
             console.print(f"  manifest  {result.pushed_media_type}")
 
 
 def _show_replication(result: ReplicationResult) -> None:
-    console.print(f"source {result.source}")
+    console.print(f"source {escape(result.source)}")
     console.print(f"digest {result.digest} ({result.media_type})")
     for copy in result.copies:
         mark = "[green]verified[/]" if copy.verified else "[red]MISMATCH[/]"
-        console.print(f"  {mark} {copy.pinned or copy.ref}")
+        console.print(f"  {mark} {escape(copy.pinned or copy.ref)}")
     console.print(f"{len(result.copies)} copies in {result.seconds:.1f} s")
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mdeploy.cli._common import (
     EnvOption,
@@ -21,6 +23,7 @@ from mdeploy.cli._common import (
     PrettyOption,
     SpecArg,
     TargetOption,
+    check_target,
     cli_errors,
     console,
     print_json,
@@ -36,11 +39,15 @@ __all__ = ["register"]
 
 
 def _load_and_plan(spec_path: Path, env: str | None, target: str | None) -> tuple[LoadedSpec, Plan]:
+    """Bad input (exit 2, located) before policy (exit 4) before planning."""
+    from mdeploy.cli.spec_cmd import offline_checks
     from mdeploy.plan import make_plan
     from mdeploy.spec import check_guardrails, load_spec
     from mdeploy.targets import blocked_targets
 
+    check_target(target)
     loaded = load_spec(spec_path, env)
+    offline_checks(loaded)
     if loaded.strict:
         check_guardrails(loaded)
     targets = [target] if target else None
@@ -78,25 +85,76 @@ def _money(value: float) -> str:
     return f"${value:,.2f}"
 
 
-def _table(*columns: str) -> Table:
-    """A borderless table whose money columns align right and long names wrap, never cut."""
+# Columns that give way at narrow widths (cut with an ellipsis, never folded mid-name);
+# every other column keeps its full width: a price or a target cut short misleads.
+_FLEXIBLE = ("region", "instance")
+_GAP = 2  # blank columns between two table columns (padding 1 on each side)
+_MIN_FLEX = 8  # below this a cut name says nothing: stack the rows instead
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> Table | Group:
+    """
+    A borderless table, one line per row, that fits the terminal without splitting a name.
+
+    Fixed columns keep their full width; a long region or instance type is cut with an
+    ellipsis (a folded `Standard_NC24ads_A100_v4` reads as two names); when even that does
+    not fit, each row becomes one `label value` line. `--json` has every value whole. Cells
+    are `Text`, so a `[` in a pool name or region is shown, not parsed as markup.
+    """
+    natural = [max([len(col), *(len(row[i]) for row in rows)]) for i, col in enumerate(columns)]
+    widths = _fit(columns, natural, console.width)
+    if widths is None:
+        return _stacked(columns, rows)
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for col in columns:
-        money = col.startswith("$")
-        table.add_column(col, justify="right" if money else "left", overflow="fold",
-                         no_wrap=money)  # fmt: skip
+    for col, width in zip(columns, widths, strict=True):
+        justify = "right" if col.startswith("$") else "left"
+        table.add_column(col, justify=justify, overflow="ellipsis", no_wrap=True, width=width)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
     return table
 
 
-def _candidate_table(candidates: list[Candidate]) -> Table:
-    table = _table("target", "region", "instance", "GPUs", "$/h", "$/month", "where")
-    for c in candidates:
-        price = _money(c.hourly_usd) + ("*" if c.estimate else "")
-        table.add_row(
-            c.target, c.region, c.instance_type, f"{c.gpu}×{c.gpu_count}", price,
-            f"${c.monthly_usd:,.0f}", f"{c.country}/{c.jurisdiction}",
-        )  # fmt: skip
-    return table
+def _fit(columns: list[str], natural: list[int], total: int) -> list[int] | None:
+    """Column widths within `total`, shrinking only the flexible ones; None if impossible."""
+    flexible = [i for i, col in enumerate(columns) if col in _FLEXIBLE]
+    fixed = sum(w for i, w in enumerate(natural) if i not in flexible)
+    room = total - fixed - _GAP * (len(columns) - 1)
+    wanted = sum(natural[i] for i in flexible)
+    if wanted <= room:
+        return natural
+    if room < _MIN_FLEX * len(flexible):
+        return None
+    widths = list(natural)
+    cap = max(natural[i] for i in flexible)
+    while sum(min(natural[i], cap) for i in flexible) > room:
+        cap -= 1  # cut the widest first: a short region stays whole, a long name gives way
+    for i in flexible:
+        widths[i] = min(natural[i], cap)
+    return widths
+
+
+def _stacked(columns: list[str], rows: list[list[str]]) -> Group:
+    """One wrapped line per row (`target aws · region eu-west-3 · ...`) for narrow terminals."""
+    lines = []
+    for row in rows:
+        line = Text()
+        for i, (col, cell) in enumerate(zip(columns, row, strict=True)):
+            line.append(" · " if i else "")
+            line.append(col + " ", style="dim")
+            line.append(cell)
+        lines.append(line)
+    return Group(*lines)
+
+
+def _candidate_table(candidates: list[Candidate]) -> Table | Group:
+    rows = [
+        [c.target, c.region, c.instance_type, f"{c.gpu}×{c.gpu_count}",
+         _money(c.hourly_usd) + ("*" if c.estimate else ""), f"${c.monthly_usd:,.0f}",
+         f"{c.country}/{c.jurisdiction}"]
+        for c in candidates
+    ]  # fmt: skip
+    columns = ["target", "region", "instance", "GPUs", "$/h", "$/month", "where"]
+    return _table(columns, rows)
 
 
 def _best_per_target(plan: Plan) -> list[Candidate]:
@@ -108,7 +166,7 @@ def _best_per_target(plan: Plan) -> list[Candidate]:
 
 def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
     spec, m = loaded.spec, plan.model
-    env = f" · env [bold]{loaded.env}[/]" if loaded.env else ""
+    env = f" · env [bold]{escape(loaded.env)}[/]" if loaded.env else ""
     if loaded.strict:
         env += " · [green]prod guardrails pass[/]"
     console.print(f"[bold]{spec.metadata.name}[/]{env} · {escape(m.id)} ({m.params_b:g} B params)")
@@ -131,8 +189,9 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
         console.print("[bold red]No offer fits.[/] Rejections by reason:")
     else:
         console.print(
-            f"[bold green]chosen[/] {c.target} {c.region} [bold]{c.instance_type}[/] "
-            f"{c.gpu}×{c.gpu_count} tp={c.tensor_parallel} · {c.required_gib_per_gpu:.1f} of "
+            f"[bold green]chosen[/] {c.target} {escape(c.region)} "
+            f"[bold]{escape(c.instance_type)}[/] {escape(c.gpu)}×{c.gpu_count} "
+            f"tp={c.tensor_parallel} · {c.required_gib_per_gpu:.1f} of "
             f"{c.gpu_memory_gib:g} GiB per GPU · [bold]{_money(c.hourly_usd)}/h[/] "
             f"(${c.monthly_usd:,.0f}/month for {spec.serving.replicas.min} replica(s))"
             + (" [yellow]estimated price[/]" if c.estimate else "")
@@ -157,8 +216,8 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
         for code, _ in counts.most_common(3):
             example = next(r for r in plan.rejected if r.code == code)
             console.print(
-                f"  [bold]{code}[/]: e.g. {example.target} {example.region} "
-                f"{example.instance_type}: {escape(example.reason)}"
+                f"  [bold]{code}[/]: e.g. {example.target} {escape(example.region)} "
+                f"{escape(example.instance_type)}: {escape(example.reason)}"
             )
 
 
@@ -170,12 +229,12 @@ def plan(
     pretty: PrettyOption = False,
 ) -> None:
     """Size the model and pick the cheapest placement that fits, explaining every rejection."""
-    with cli_errors():
+    with cli_errors(json_out=as_json):
         loaded, result = _load_and_plan(spec, env, target)
-    if as_json:
-        print_json(result.to_json(), pretty=pretty)
-    else:
-        _render_plan(loaded, result)
+        if as_json:
+            print_json(result.to_json(), pretty=pretty)
+        else:
+            _render_plan(loaded, result)
     if result.chosen is None:
         raise typer.Exit(EXIT_POLICY)
 
@@ -202,10 +261,13 @@ def compare(
     from mdeploy.plan.compare import make_comparison, to_csv, to_markdown
     from mdeploy.targets import blocked_targets
 
-    with cli_errors():
+    with cli_errors(json_out=as_json):
+        from mdeploy.cli.spec_cmd import offline_checks
         from mdeploy.spec import load_spec
 
+        check_target(target)
         loaded = load_spec(spec, env)
+        offline_checks(loaded)
         targets = [target] if target else None
         result, rows = make_comparison(
             loaded.spec,
@@ -213,17 +275,17 @@ def compare(
             base_dir=loaded.base_dir,
             blocked=blocked_targets(loaded.spec),
         )
-    if as_json:
-        print_json(
-            {"model": result.model.to_json(), "regions": [r.to_json() for r in rows]},
-            pretty=pretty,
-        )
-    elif markdown:
-        typer.echo(to_markdown(rows), nl=False)
-    elif as_csv:
-        typer.echo(to_csv(rows), nl=False)
-    else:
-        _render_compare(rows)
+        if as_json:
+            print_json(
+                {"model": result.model.to_json(), "regions": [r.to_json() for r in rows]},
+                pretty=pretty,
+            )
+        elif markdown:
+            typer.echo(to_markdown(rows), nl=False)
+        elif as_csv:
+            typer.echo(to_csv(rows), nl=False)
+        else:
+            _render_compare(rows)
     if not any(r.best for r in rows):
         raise typer.Exit(EXIT_POLICY)
 
