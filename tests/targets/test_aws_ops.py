@@ -10,6 +10,7 @@ the SigV4 Authorization header and the request path.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import json
 import re
 import socket
@@ -19,6 +20,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,6 +28,8 @@ import pytest
 
 from mdeploy.errors import CloudError, InputError
 from mdeploy.targets.aws.ops import AwsOps
+from mdeploy.targets.aws.target import TARGET
+from mdeploy.targets.base import EndpointArgs
 
 REGION = "eu-west-3"
 IMAGE = "123456789012.dkr.ecr.eu-west-3.amazonaws.com/mdeploy/m@sha256:" + "ab" * 32
@@ -248,16 +252,36 @@ class FakeAws:
         return Handler
 
 
-@pytest.fixture
-def fake(fake_aws_env: Callable[[str], None]) -> Iterator[FakeAws]:
-    state = FakeAws()
+@contextmanager
+def _serving(state: FakeAws) -> Iterator[str]:
+    """The fake on a free 127.0.0.1 port; yields its URL, shut down afterwards."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), state.handler())
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    fake_aws_env(f"http://127.0.0.1:{server.server_address[1]}")
-    yield state
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def fake(fake_aws_env: Callable[[str], None]) -> Iterator[FakeAws]:
+    state = FakeAws()
+    with _serving(state) as url:
+        fake_aws_env(url)
+        # The quota check also counts what endpoints hold: none here.
+        state.routes["SageMaker.ListEndpoints"] = (200, JSON_11, b'{"Endpoints": []}')
+        yield state
+
+
+@pytest.fixture
+def quotas_beside_moto(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
+    """SageMaker on moto (real endpoints to count), Service Quotas on the fake (moto has none)."""
+    state = FakeAws()
+    with _serving(state) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", url)
+        yield state
 
 
 def test_streaming_invoke_signs_and_yields_chunks(fake: FakeAws) -> None:
@@ -378,6 +402,72 @@ def test_quota_check_falls_back_to_default_then_unknown(fake: FakeAws) -> None:
     assert default.ok is False and default.limit == 0
     missing = ops.quota_check("ml.g6.xlarge", 1)
     assert missing.ok is None and missing.reason.startswith("unknown")
+
+
+def _g4dn_quota(limit: float) -> tuple[int, dict[str, str], bytes]:
+    quota = _quota("ml.g4dn.2xlarge for endpoint usage", limit, "L-4D")
+    return 200, JSON_11, json.dumps({"Quotas": [quota]}).encode()
+
+
+def test_quota_check_counts_what_the_regions_endpoints_hold(quotas_beside_moto: FakeAws) -> None:
+    _endpoint("busy", {"v1": 1.0})  # one ml.g4dn.2xlarge instance, InService in moto
+    quotas_beside_moto.routes[QUOTAS] = _g4dn_quota(2)
+    ops = AwsOps("chat", REGION)
+    assert ops.instances_in_use("ml.g4dn.2xlarge") == 1
+    assert ops.instances_in_use("ml.g6.xlarge") == 0
+    fits = ops.quota_check("ml.g4dn.2xlarge", 1)
+    assert (fits.ok, fits.in_use, fits.available) == (True, 1, 1.0)
+    over = ops.quota_check("ml.g4dn.2xlarge", 2)
+    assert over.ok is False and "1 in use" in over.reason
+    assert (
+        "aws service-quotas request-service-quota-increase --service-code sagemaker "
+        "--quota-code L-4D --desired-value 3 --region eu-west-3"
+    ) in over.reason
+
+
+def test_target_quota_problem_names_the_quota_and_the_request_line(
+    quotas_beside_moto: FakeAws, endpoint_args_aws: EndpointArgs
+) -> None:
+    def endpoint_args(**changes: Any) -> EndpointArgs:
+        return dataclasses.replace(endpoint_args_aws, **changes)
+
+    _endpoint("busy", {"v1": 1.0})
+    quotas_beside_moto.routes[QUOTAS] = _g4dn_quota(2)
+    args = endpoint_args(instance_type="ml.g4dn.2xlarge", replicas_min=2, replicas_max=2)
+    problem = TARGET.quota_problem(args)
+    assert problem is not None
+    assert problem.quota_name == "ml.g4dn.2xlarge for endpoint usage"
+    assert (problem.needed, problem.available) == (2.0, 1.0)
+    assert "--quota-code L-4D --desired-value 3 --region eu-west-3" in problem.request_hint
+    assert "quota 'ml.g4dn.2xlarge for endpoint usage': needs 2, 1 available" in problem.message()
+    assert TARGET.quota_problem(endpoint_args(instance_type="ml.g4dn.2xlarge")) is None
+
+
+def test_target_quota_unknown_is_a_cloud_error(
+    fake: FakeAws, endpoint_args_aws: EndpointArgs
+) -> None:
+    def endpoint_args() -> EndpointArgs:
+        return endpoint_args_aws
+
+    fake.routes[QUOTAS] = (200, JSON_11, b'{"Quotas": []}')
+    fake.routes[DEFAULT_QUOTAS] = (200, JSON_11, b'{"Quotas": []}')
+    with pytest.raises(
+        CloudError, match=re.escape("no quota named 'ml.g5.2xlarge for endpoint usage'")
+    ):
+        TARGET.quota_problem(endpoint_args())
+    fake.routes[QUOTAS] = _quota_reply("ml.g5.2xlarge", 4)
+    fake.routes["SageMaker.ListEndpoints"] = (
+        400,
+        JSON_11,
+        json.dumps({"__type": "AccessDeniedException", "message": "no"}).encode(),
+    )
+    with pytest.raises(CloudError, match="sagemaker:ListEndpoints"):
+        TARGET.quota_problem(endpoint_args())
+
+
+def _quota_reply(instance_type: str, limit: float) -> tuple[int, dict[str, str], bytes]:
+    quota = _quota(f"{instance_type} for endpoint usage", limit, "L-X")
+    return 200, JSON_11, json.dumps({"Quotas": [quota]}).encode()
 
 
 def test_quota_check_without_permission_is_unknown_not_an_error(fake: FakeAws) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
 
-__all__ = ["AwsOps", "EndpointStatus", "QuotaCheck", "VariantStatus"]
+__all__ = ["AwsOps", "EndpointStatus", "QuotaCheck", "VariantStatus", "quota_request_hint"]
 
 _CONTENT_TYPE = "application/json"
 _ACCESS_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
@@ -73,10 +73,12 @@ class EndpointStatus:
 @dataclass(frozen=True)
 class QuotaCheck:
     """
-    Whether `requested` instances fit the account's "<type> for endpoint usage" quota.
+    Whether `requested` more instances fit the account's "<type> for endpoint usage" quota.
 
-    `ok` is None when the quota could not be read; `reason` then says why. Instances already
-    used by other endpoints are not subtracted: this is a ceiling check.
+    `in_use` counts the instances of that type that the region's endpoints hold now (this
+    endpoint's too: a blue/green update runs the old and the new fleet side by side), so
+    `available` is the applied limit minus that. `ok` is None when the quota or the usage could
+    not be read; `reason` then says why.
     """
 
     instance_type: str
@@ -85,9 +87,33 @@ class QuotaCheck:
     quota_code: str | None
     ok: bool | None
     reason: str
+    in_use: int | None = None
+
+    @property
+    def available(self) -> float | None:
+        if self.limit is None or self.in_use is None:
+            return None
+        return max(0.0, self.limit - self.in_use)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "available": self.available}
+
+
+# Endpoints in these states hold no instances (EndpointStatus enum, botocore sagemaker model).
+_IDLE_STATES = ("OutOfService", "Failed", "Deleting")
+# Documented entry point for SageMaker quota requests (sagemaker/latest/dg, "Quotas" pages).
+QUOTA_CONSOLE = "https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas"
+
+
+def quota_request_hint(quota_code: str | None, desired: float, region: str) -> str:
+    """The CLI line (and console page) that asks AWS for `desired` instances."""
+    if not quota_code:
+        return f"{QUOTA_CONSOLE} (region {region})"
+    return (
+        "aws service-quotas request-service-quota-increase --service-code sagemaker "
+        f"--quota-code {quota_code} --desired-value {desired:g} --region {region}"
+        f" (or {QUOTA_CONSOLE})"
+    )
 
 
 class AwsOps:
@@ -205,33 +231,72 @@ class AwsOps:
     # -- quotas ---------------------------------------------------------------------------
 
     def quota_check(self, instance_type: str, count: int) -> QuotaCheck:
-        """Compare `count` with the "<instance type> for endpoint usage" quota."""
+        """Compare `count` new instances with the quota left after what endpoints hold now."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         wanted = f"{instance_type} for endpoint usage"
         try:
             quota = self._find_quota(wanted)
         except (ClientError, BotoCoreError) as exc:
-            code = _code(exc)
-            why = (
-                "needs servicequotas:ListServiceQuotas and ListAWSDefaultServiceQuotas"
-                if code in _ACCESS_DENIED
-                else f"Service Quotas did not answer ({code or type(exc).__name__})"
+            why = self._unreadable(
+                exc,
+                "servicequotas:ListServiceQuotas and ListAWSDefaultServiceQuotas",
+                "Service Quotas",
             )
             return QuotaCheck(instance_type, count, None, None, None, f"unknown: {why}")
         if quota is None:
             return QuotaCheck(
                 instance_type, count, None, None, None, f"unknown: no quota named {wanted!r}"
             )
-        limit = float(quota["Value"])
-        ok = count <= limit
+        limit, code = float(quota["Value"]), quota.get("QuotaCode")
+        try:
+            in_use = self.instances_in_use(instance_type)
+        except (ClientError, BotoCoreError) as exc:
+            why = self._unreadable(
+                exc,
+                "sagemaker:ListEndpoints, DescribeEndpoint and DescribeEndpointConfig",
+                "SageMaker",
+            )
+            return QuotaCheck(instance_type, count, limit, code, None, f"unknown usage: {why}")
+        ok = in_use + count <= limit
         reason = (
-            f"{count} ≤ {limit:g} allowed"
+            f"{count} new + {in_use} in use ≤ {limit:g} allowed"
             if ok
-            else f"{count} requested but the quota is {limit:g}; request an increase in "
-            f"Service Quotas (code {quota.get('QuotaCode')}) for {self.region}"
+            else f"{count} new + {in_use} in use > {limit:g} allowed; "
+            + quota_request_hint(code, in_use + count, self.region)
         )
-        return QuotaCheck(instance_type, count, limit, quota.get("QuotaCode"), ok, reason)
+        return QuotaCheck(instance_type, count, limit, code, ok, reason, in_use)
+
+    def instances_in_use(self, instance_type: str) -> int:
+        """Instances of `instance_type` that the region's endpoints hold (or are starting)."""
+        sagemaker = self._client("sagemaker")
+        total = 0
+        for page in sagemaker.get_paginator("list_endpoints").paginate():
+            for summary in page.get("Endpoints", []):
+                if summary.get("EndpointStatus") in _IDLE_STATES:
+                    continue
+                endpoint = sagemaker.describe_endpoint(EndpointName=summary["EndpointName"])
+                config = sagemaker.describe_endpoint_config(
+                    EndpointConfigName=endpoint["EndpointConfigName"]
+                )
+                types = {
+                    v["VariantName"]: v.get("InstanceType")
+                    for v in config.get("ProductionVariants", [])
+                }
+                for variant in endpoint.get("ProductionVariants") or []:
+                    if types.get(variant.get("VariantName")) == instance_type:
+                        total += max(
+                            variant.get("CurrentInstanceCount") or 0,
+                            variant.get("DesiredInstanceCount") or 0,
+                        )
+        return total
+
+    @staticmethod
+    def _unreadable(exc: Exception, actions: str, service: str) -> str:
+        code = _code(exc)
+        if code in _ACCESS_DENIED:
+            return f"needs {actions}"
+        return f"{service} did not answer ({code or type(exc).__name__})"
 
     def _find_quota(self, wanted: str) -> dict[str, Any] | None:
         """The applied quota, else the AWS default, whose name is `wanted` (case-blind)."""

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
 from mdeploy.targets._config import config_bool, config_int, config_list
 from mdeploy.targets.aws.registry import ecr_host_parts, repository_for
-from mdeploy.targets.base import EndpointArgs, Target
+from mdeploy.targets.base import EndpointArgs, QuotaProblem, Target
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -469,6 +469,31 @@ class AwsTarget(Target):
         from mdeploy.targets.aws.ops import AwsOps
 
         return AwsOps.from_outputs(outputs)
+
+    def quota_problem(self, args: EndpointArgs) -> QuotaProblem | None:
+        """
+        The "<instance type> for endpoint usage" quota (Service Quotas, service code sagemaker)
+        against the instances the region's endpoints hold plus `replicas.min` new ones: what
+        CreateEndpoint or a blue/green UpdateEndpoint needs to start. Autoscaling beyond that
+        is not checked (a scale-out over quota fails later, without stopping the endpoint).
+        """
+        from mdeploy.targets.aws.ops import AwsOps, quota_request_hint
+
+        ops = AwsOps(resource_names(args).endpoint, args.region)
+        check = ops.quota_check(args.instance_type, args.replicas_min)
+        if check.ok is None:
+            raise CloudError(f"SageMaker quota for {args.instance_type}: {check.reason}")
+        if check.ok:
+            return None
+        in_use = check.in_use or 0
+        return QuotaProblem(
+            quota_name=f"{args.instance_type} for endpoint usage",
+            needed=float(args.replicas_min),
+            available=check.available or 0.0,
+            request_hint=quota_request_hint(
+                check.quota_code, in_use + args.replicas_min, args.region
+            ),
+        )
 
 
 def _profile_credentials(env: os._Environ[str] | dict[str, str]) -> tuple[bool, str]:
