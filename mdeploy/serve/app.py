@@ -12,10 +12,21 @@ vertex         `GET $AIP_HEALTH_ROUTE` (readiness), `POST $AIP_PREDICT_ROUTE` (i
 azureml        `GET /live`, `GET /ready`, `POST /score` (OpenAI body, streaming too)
 =============  ===========================================================================
 
-One access line per request goes to stderr (method, path, status, milliseconds); bodies and
-headers are never logged. The app owns the engine client's lifetime and, when the adapter
-started the engine, watches it: an engine exit turns readiness off and asks the server to
-exit non-zero so the platform restarts the container.
+With `MDEPLOY_API_KEY` set, every route but liveness and readiness (`/live`, `/ready`,
+`/health`, SageMaker `/ping`, Vertex's health route) answers 401 without
+`Authorization: Bearer <key>`; unknown paths too, so they reveal nothing.
+
+A Vertex predict fans its `instances` out over a bounded number of engine connections
+(`MDEPLOY_FANOUT_CONNECTIONS`, shared by all requests) and refuses more than
+`MDEPLOY_MAX_INSTANCES` with 413, so one request cannot exhaust file handles or memory.
+Every engine request, streamed or not, is dropped as soon as the client hangs up: the closed
+engine connection makes vLLM abort the generation.
+
+Access lines (method, path, status, milliseconds) go to stderr for 5xx answers, and for every
+request with `MDEPLOY_ACCESS_LOG=1`; bodies and headers are never logged. The app owns the
+engine client's lifetime and, when the adapter started the engine, watches it: an engine exit
+turns readiness off and asks the server to exit non-zero so the platform restarts the
+container.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mdeploy.serve.asgi import (
+    BearerKey,
     ClientDisconnected,
     HTTPError,
     Receive,
@@ -37,12 +49,13 @@ from mdeploy.serve.asgi import (
     Send,
     error_payload,
     send_json,
+    unauthorized,
 )
 from mdeploy.serve.config import ServeConfig
 from mdeploy.serve.contract import LIVENESS_ROUTE, READINESS_ROUTE
 from mdeploy.serve.engine import EngineProcess
 from mdeploy.serve.health import Readiness
-from mdeploy.serve.proxy import EngineClient
+from mdeploy.serve.proxy import Answer, EngineClient, until_disconnect
 from mdeploy.serve.translate import (
     ENGINE_POST_ROUTES,
     BadRequest,
@@ -80,6 +93,13 @@ class Adapter:
         )
         self.readiness = Readiness(self.engine.healthy, ttl=config.ready_ttl)
         self.router = self._routes()
+        self._key = BearerKey(config.api_key) if config.api_key else None
+        contract = config.contract
+        # Probes carry no key (Kubernetes, SageMaker, Vertex and Azure probe anonymously).
+        self._open = frozenset(
+            {LIVENESS_ROUTE, READINESS_ROUTE, "/health", contract.liveness, contract.readiness}
+        )
+        self._fanout_slots: asyncio.Semaphore | None = None  # made in the server's loop
         self.on_fatal: Callable[[int], None] = lambda code: None
         self.exit_code = 0
         self._process = engine
@@ -123,6 +143,9 @@ class Adapter:
 
         request = Request(scope, receive)
         try:
+            key = self._key
+            if key is not None and request.path not in self._open and not key.allows(request):
+                raise unauthorized()
             await self.router.resolve(request.method, request.path)(request, tracked)
         except HTTPError as exc:
             if not status:
@@ -132,14 +155,25 @@ class Adapter:
                 await HTTPError(400, str(exc), "invalid_request").answer(tracked)
         except ClientDisconnected:
             status = 499  # nginx's "client closed request"
+        except RecursionError:  # a structure nested past what Python's stack takes
+            if not status:
+                await HTTPError(400, "JSON body nested too deeply", "invalid_request").answer(
+                    tracked
+                )
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             if not status:
                 await send_json(tracked, 500, error_payload(500, "adapter error", "internal_error"))
         finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            path = request.path if request.path.isprintable() else repr(request.path)
-            access_log.info("%s %s %d %.1fms", request.method, path, status, elapsed)
+            if status >= 500 or self.config.access_log:
+                self._access(request, status, started)
+
+    def _access(self, request: Request, status: int, started: float) -> None:
+        """One access line; off the hot path unless asked for (or the answer is a 5xx)."""
+        elapsed = (time.perf_counter() - started) * 1000
+        path = request.path if request.path.isprintable() else repr(request.path)
+        level = logging.WARNING if status >= 500 else logging.INFO
+        access_log.log(level, "%s %s %d %.1fms", request.method, path, status, elapsed)
 
     # Health -------------------------------------------------------------------------------
 
@@ -155,20 +189,25 @@ class Adapter:
 
     async def _passthrough(self, request: Request, send: Send) -> None:
         """Proxy an OpenAI route unchanged (body, query, status and body of the answer)."""
-        body = await request.body(self.config.max_body_bytes) if request.method == "POST" else b""
-        await self.engine.stream(
-            request.method,
-            request.path,
-            body=body,
-            headers=self.engine.headers(request.headers),
-            send=send,
-            receive=request.receive,
-            query=request.query,
+        body = await self._body(request) if request.method == "POST" else b""
+        await until_disconnect(
+            request.receive,
+            self.engine.stream(
+                request.method,
+                request.path,
+                body=body,
+                headers=self.engine.headers(request.headers),
+                send=send,
+                query=request.query,
+            ),
         )
+
+    async def _body(self, request: Request) -> bytes:
+        return await request.body(self.config.max_body_bytes, self.config.body_timeout)
 
     async def _invoke(self, request: Request, send: Send) -> None:
         """SageMaker /invocations, Azure /score: route an OpenAI body by its shape."""
-        raw = await request.body(self.config.max_body_bytes)
+        raw = await self._body(request)
         await self._forward(request, send, raw, parse_object(raw), None)
 
     async def _forward(
@@ -181,48 +220,85 @@ class Adapter:
         # ContentType through), so tell the engine what it is.
         headers = [(k, v) for k, v in self.engine.headers(request.headers) if k != b"content-type"]
         headers.append(_JSON)
-        await self.engine.stream(
-            "POST", path, body=raw, headers=headers, send=send, receive=request.receive
+        await until_disconnect(
+            request.receive, self.engine.stream("POST", path, body=raw, headers=headers, send=send)
         )
 
     async def _predict(self, request: Request, send: Send) -> None:
         """Vertex predict: `instances` fan out to the engine concurrently; else rawPredict."""
-        raw = await request.body(self.config.max_body_bytes)
+        raw = await self._body(request)
         body = parse_object(raw)
         batch = vertex_instances(body)
         if batch is None:
             route = request.path if request.path in ENGINE_POST_ROUTES else None
             await self._forward(request, send, raw, body, route)
             return
+        del raw, body  # only the instances are needed from here on
         instances, parameters = batch
+        if len(instances) > self.config.max_instances:
+            raise HTTPError(
+                413,
+                f"{len(instances)} instances in one request; the limit is "
+                f"{self.config.max_instances} (MDEPLOY_MAX_INSTANCES): split the batch",
+                "too_many_instances",
+            )
         bodies = [instance_body(i, x, parameters) for i, x in enumerate(instances)]
-        await self._fan_out(request, send, bodies)
+        del instances
+        outcome = await until_disconnect(request.receive, self._fan_out(request, bodies))
+        if isinstance(outcome, Answer):  # all-or-nothing, as Vertex's predict is
+            headers = [(b"content-type", outcome.content_type.encode("latin-1"))]
+            start = {"type": "http.response.start", "status": outcome.status, "headers": headers}
+            await send(start)
+            await send({"type": "http.response.body", "body": outcome.body})
+            return
+        await send_json(send, 200, predictions(outcome, self.config.deployed_model_id))
 
-    async def _fan_out(self, request: Request, send: Send, bodies: list[dict[str, Any]]) -> None:
+    async def _fan_out(self, request: Request, bodies: list[dict[str, Any]]) -> list[Any] | Answer:
+        """
+        Send every instance, over at most `fanout_connections` engine connections at once.
+
+        Returns the parsed answers in instance order, or the first failing engine answer
+        (the rest are then cancelled: the batch has failed anyway). A fixed set of workers
+        pulls instances from one iterator, so a 40,000-instance batch holds a few dozen
+        coroutines and connections, not 40,000.
+        """
         if any("model" not in b for b in bodies) and (model := await self.engine.served_model()):
             bodies = [b if "model" in b else {**b, "model": model} for b in bodies]
         headers = [(k, v) for k, v in self.engine.headers(request.headers) if k != b"content-type"]
-        calls = [self.engine.call(engine_route(b), b, headers) for b in bodies]
-        answers = await asyncio.gather(*calls, return_exceptions=True)
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                raise answer
-        for answer in answers:
-            if answer.status >= 400:  # all-or-nothing, as Vertex's predict is
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": answer.status,
-                        "headers": [(b"content-type", answer.content_type.encode("latin-1"))],
-                    }
-                )
-                await send({"type": "http.response.body", "body": answer.body})
-                return
+        if self._fanout_slots is None:
+            self._fanout_slots = asyncio.Semaphore(self.config.fanout_connections)
+        slots = self._fanout_slots
+        results: list[Any] = [None] * len(bodies)
+        todo = iter(enumerate(bodies))
+        failed: list[Answer] = []
+
+        async def worker() -> None:
+            for i, body in todo:
+                if failed:
+                    return
+                async with slots:
+                    answer = await self.engine.call(engine_route(body), body, headers)
+                if answer.status >= 400:
+                    failed.append(answer)
+                    return
+                try:
+                    results[i] = answer.json()
+                except (ValueError, RecursionError):
+                    raise HTTPError(
+                        502, "the engine answered with invalid JSON", "bad_gateway"
+                    ) from None
+
+        workers = [
+            asyncio.ensure_future(worker())
+            for _ in range(min(len(bodies), self.config.fanout_connections))
+        ]
         try:
-            results = [a.json() for a in answers]
-        except ValueError:
-            raise HTTPError(502, "the engine answered with invalid JSON", "bad_gateway") from None
-        await send_json(send, 200, predictions(results, self.config.deployed_model_id))
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        return failed[0] if failed else results
 
     # Lifespan -----------------------------------------------------------------------------
 

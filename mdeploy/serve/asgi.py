@@ -9,11 +9,16 @@ bodies or headers.
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
+import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
+    "TIMEOUT_ERRORS",
+    "BearerKey",
     "ClientDisconnected",
     "HTTPError",
     "Handler",
@@ -24,8 +29,11 @@ __all__ = [
     "Send",
     "error_payload",
     "send_json",
+    "unauthorized",
+    "within",
 ]
 
+T = TypeVar("T")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -100,16 +108,31 @@ class Request:
                 return value
         return None
 
-    async def body(self, limit: int) -> bytes:
+    async def body(self, limit: int, timeout: float | None = None) -> bytes:
         """
         Read the whole body, refusing with 413 as soon as it is known to exceed `limit`.
 
         A declared Content-Length over the limit is refused before reading a byte; a chunked
-        body is refused as soon as the bytes read pass the limit.
+        body is refused as soon as the bytes read pass the limit. A body not complete within
+        `timeout` seconds (one deadline for the whole body, so a client dripping bytes is cut
+        off too) is answered 408 and the connection closed.
         """
         declared = self.header(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
+        if timeout is None:
+            return await self._read_body(limit)
+        try:
+            return await within(timeout, self._read_body(limit))
+        except TIMEOUT_ERRORS:
+            raise HTTPError(
+                408,
+                f"request body not received within {timeout:g} s",
+                "request_timeout",
+                [(b"connection", b"close")],
+            ) from None
+
+    async def _read_body(self, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -132,6 +155,56 @@ def _too_large(limit: int) -> HTTPError:
         f"request body over the limit of {limit} bytes",
         "request_too_large",
         [(b"connection", b"close")],
+    )
+
+
+if sys.version_info >= (3, 11):
+
+    async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+        """Await with a deadline; TimeoutError when it passes."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+
+    async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+        """Await with a deadline; asyncio.TimeoutError when it passes."""
+        return await asyncio.wait_for(awaitable, seconds)
+
+
+TIMEOUT_ERRORS = (TimeoutError, asyncio.TimeoutError)  # distinct types on Python 3.10
+
+
+class BearerKey:
+    """
+    The API key check: `Authorization: Bearer <key>`, compared in constant time.
+
+    Why constant time: a byte-by-byte compare that stops early would let a caller find the
+    key one byte at a time from response timings.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+
+    def __repr__(self) -> str:
+        return "BearerKey(***)"
+
+    def allows(self, request: Request) -> bool:
+        value = request.header(b"authorization")
+        if value is None or len(value) < 7 or value[:7].lower() != b"bearer ":
+            return False
+        return hmac.compare_digest(value[7:].strip(), self._key)
+
+
+def unauthorized() -> HTTPError:
+    """401 with the challenge RFC 9110 §11.6.1 requires."""
+    return HTTPError(
+        401,
+        "missing or wrong API key: send the header `Authorization: Bearer <key>`",
+        "unauthorized",
+        [(b"www-authenticate", b'Bearer realm="mdeploy"')],
     )
 
 

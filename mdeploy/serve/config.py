@@ -1,8 +1,8 @@
 """
 The adapter's settings: flags win over `MDEPLOY_*` variables, which win over defaults.
 
-Built once at startup from an environment mapping and explicit overrides, then frozen. Holds
-no secrets (the adapter never sees a key: authentication is the cloud's job) and does no I/O.
+Built once at startup from an environment mapping and explicit overrides, then frozen. Does no
+I/O. The one secret it may hold, the API key, is kept out of its repr and never printed.
 
 Variables read here (all optional):
 
@@ -15,15 +15,30 @@ MDEPLOY_ENGINE_TIMEOUT     seconds to wait for engine bytes before a 504 (300)
 MDEPLOY_READY_TTL          seconds a readiness answer is reused (1)
 MDEPLOY_PROBE_TIMEOUT      seconds one engine /health probe may take (1)
 MDEPLOY_GRACE_SECONDS      drain time for in-flight requests on SIGTERM (25)
+MDEPLOY_API_KEY            when set, every route but liveness/readiness needs
+                           `Authorization: Bearer <key>` (else 401)
+MDEPLOY_MAX_INSTANCES      most Vertex `instances` in one predict request (1024);
+                           more is answered 413 before any engine call
+MDEPLOY_FANOUT_CONNECTIONS engine connections all Vertex fan-outs share (64)
+MDEPLOY_HEADER_TIMEOUT     seconds a client has to send a request's headers (10)
+MDEPLOY_BODY_TIMEOUT       seconds a client has to send a request's body (60)
+MDEPLOY_MAX_CONNECTIONS    open client connections before new requests get 503 (1024)
+MDEPLOY_ACCESS_LOG         1: one access line per request at INFO (default: only 5xx)
 =========================  ======================================================
 
-The grace default stays under SageMaker's 30 s between SIGTERM and SIGKILL.
+The grace default stays under SageMaker's 30 s between SIGTERM and SIGKILL. The API key is
+for Kubernetes and plain hosts (the target passes its generated Secret); on SageMaker, Vertex
+and Azure ML the platform authenticates callers before the container sees them.
+
+The header and body timeouts are deadlines for the whole header block and the whole body, not
+for each read, so a client dripping a byte at a time (slowloris) is cut off all the same; the
+connection cap bounds the file handles idle or slow clients can hold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from mdeploy.serve.contract import (
@@ -62,6 +77,13 @@ class ServeConfig:
     probe_timeout: float
     grace_seconds: float
     deployed_model_id: str | None
+    api_key: str | None = field(default=None, repr=False)
+    max_instances: int = 1024
+    fanout_connections: int = 64
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 1024
+    access_log: bool = False
 
     @property
     def platform(self) -> str:
@@ -115,7 +137,35 @@ def load_config(
         if grace_seconds is not None
         else _float(environ, "MDEPLOY_GRACE_SECONDS", 25.0, low=0.0),
         deployed_model_id=environ.get("AIP_DEPLOYED_MODEL_ID") or None,
+        api_key=_api_key(environ),
+        max_instances=_int(environ, "MDEPLOY_MAX_INSTANCES", 1024, low=1),
+        fanout_connections=_int(environ, "MDEPLOY_FANOUT_CONNECTIONS", 64, low=1, high=4096),
+        header_timeout=_float(environ, "MDEPLOY_HEADER_TIMEOUT", 10.0),
+        body_timeout=_float(environ, "MDEPLOY_BODY_TIMEOUT", 60.0),
+        max_connections=_int(environ, "MDEPLOY_MAX_CONNECTIONS", 1024, low=1),
+        access_log=_flag(environ, "MDEPLOY_ACCESS_LOG"),
     )
+
+
+def _api_key(environ: Mapping[str, str]) -> str | None:
+    """The key, or None when unset or blank; its value never appears in an error."""
+    key = environ.get("MDEPLOY_API_KEY", "").strip()
+    if not key:
+        return None
+    if not key.isascii() or not key.isprintable() or " " in key:
+        raise ServeConfigError(
+            "MDEPLOY_API_KEY must be printable ASCII without spaces (it is sent as a Bearer token)"
+        )
+    return key
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ServeConfigError(f"{name}={raw!r}: expected 1 or 0")
 
 
 def _detection(choice: str, environ: Mapping[str, str], argv: Sequence[str]) -> Detection:
@@ -170,6 +220,6 @@ def _float(environ: Mapping[str, str], name: str, default: float, *, low: float 
         value = float(raw)
     except ValueError:
         raise ServeConfigError(f"{name}={raw!r} is not a number") from None
-    if not value >= low:
-        raise ServeConfigError(f"{name}={raw!r} must be at least {low}")
+    if not value >= low or value == float("inf"):
+        raise ServeConfigError(f"{name}={raw!r} must be a finite number of at least {low}")
     return value

@@ -19,16 +19,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Awaitable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from mdeploy.serve.asgi import HTTPError, Receive, Send
+from mdeploy.serve.asgi import ClientDisconnected, HTTPError, Receive, Send
 from mdeploy.serve.upstream import EngineTimeout, Pool, Response, UpstreamError
 
-__all__ = ["Answer", "EngineClient"]
+__all__ = ["Answer", "EngineClient", "until_disconnect"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("mdeploy.serve")
 
@@ -129,10 +132,14 @@ class EngineClient:
         body: bytes,
         headers: Headers,
         send: Send,
-        receive: Receive,
         query: bytes = b"",
     ) -> None:
-        """Send one request to the engine and copy its response to the client as it comes."""
+        """
+        Send one request to the engine and copy its response to the client as it comes.
+
+        Run it under `until_disconnect` so a client hanging up cancels it: cancelling drops
+        the engine connection, which is how vLLM learns to abort the generation.
+        """
         response = await self._send(method, path, body, headers, query=query)
         try:
             await send(
@@ -143,10 +150,7 @@ class EngineClient:
                 }
             )
             content_type = response.header(b"content-type") or b""
-            if content_type.startswith(b"text/event-stream"):
-                await _copy_until_disconnect(response, send, receive)
-            else:
-                await _copy(response, send, sse=False)
+            await _copy(response, send, sse=content_type.startswith(b"text/event-stream"))
         finally:
             response.close()
 
@@ -228,27 +232,35 @@ _SSE_BROKEN = (
 )
 
 
-async def _copy_until_disconnect(response: Response, send: Send, receive: Receive) -> None:
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """
-    Copy a stream, stopping as soon as the client hangs up.
+    Await `work`, cancelling it as soon as the client disconnects (ClientDisconnected then).
 
-    Dropping the engine connection on a hang-up tells vLLM to abort the generation, so a
-    client that went away stops costing GPU time.
+    One watcher task per request reads the client's side: once the body has been read,
+    the server's next message is `http.disconnect`, and only when the client has gone. The
+    watcher cancels the request's own task rather than running `work` in a second task, so
+    a request costs one extra task, not two.
     """
-    pump = asyncio.ensure_future(_copy(response, send, sse=True))
-    watch = asyncio.ensure_future(_wait_disconnect(receive))
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        if sys.version_info >= (3, 11):
+            task.uncancel()
+        log.info("client disconnected; engine request aborted")
+        raise ClientDisconnected from None
     finally:
-        watch.cancel()
-        if not pump.done():
-            pump.cancel()
-            log.info("client disconnected mid-stream; engine request aborted")
-        await asyncio.gather(pump, watch, return_exceptions=True)
-    if not pump.cancelled():
-        pump.result()  # re-raise anything unexpected
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+        watcher.cancel()

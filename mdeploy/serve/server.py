@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from mdeploy.serve.config import ServeConfig
 from mdeploy.serve.engine import EngineProcess, engine_command
+from mdeploy.serve.protocol import with_header_deadline
 
 __all__ = ["configure_logging", "run", "summary"]
 
@@ -54,8 +55,26 @@ def summary(config: ServeConfig, engine_cmd: Sequence[str] | None = None) -> lis
         f"routes: {routes}; OpenAI routes /v1/chat/completions, /v1/completions, /v1/models",
         f"engine: {config.engine_url}, {engine}",
         f"limits: body {config.max_body_bytes} bytes, engine timeout {config.engine_timeout:g} s, "
-        f"drain {config.grace_seconds:g} s on SIGTERM",
+        f"drain {config.grace_seconds:g} s on SIGTERM, headers {config.header_timeout:g} s, "
+        f"body {config.body_timeout:g} s, {config.max_connections} connections, "
+        f"{config.max_instances} instances over {config.fanout_connections} engine connections",
+        "auth: "
+        + (
+            "Authorization: Bearer key required (MDEPLOY_API_KEY) except liveness/readiness"
+            if config.api_key
+            else "none in the adapter (MDEPLOY_API_KEY unset)"
+        ),
+        f"http: {_http_stack()}",
     ]
+
+
+def _http_stack() -> str:
+    """Which event loop and HTTP parser uvicorn will use (uvloop/httptools when installed)."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop} loop, {parser} parser"
 
 
 def _log_lines(lines: list[str]) -> None:
@@ -111,6 +130,11 @@ def run(
             host=config.host,
             port=config.port,
             lifespan="on",
+            # uvloop when installed (uvicorn's "auto"); the protocol is uvicorn's automatic
+            # choice (httptools when installed, else h11) with a header deadline added.
+            loop="auto",
+            http=with_header_deadline(config.header_timeout),
+            limit_concurrency=config.max_connections,
             access_log=False,  # the adapter writes its own, without query strings
             server_header=False,
             timeout_keep_alive=KEEP_ALIVE_S,

@@ -45,6 +45,8 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested '[': the parser's recursion limit
+        raise BadRequest("JSON body nested too deeply") from None
     if not isinstance(value, dict):
         raise BadRequest(f"expected a JSON object, got {type(value).__name__}")
     return value

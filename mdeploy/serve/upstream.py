@@ -277,6 +277,9 @@ class Pool:
         except _BROKEN as exc:
             conn.close()
             raise EngineUnavailable(f"engine connection failed: {type(exc).__name__}") from None
+        except BaseException:  # cancelled (the client left): closing tells the engine to abort
+            conn.close()
+            raise
 
     def _release(self, conn: _Connection) -> None:
         if len(self._idle) < self._max_idle and conn.usable():

@@ -120,8 +120,8 @@ class FakeEngine:
     async def generate(self, scope: dict, raw: bytes, send: Any, receive: Any) -> None:
         try:
             req = json.loads(raw)
-        except ValueError as exc:
-            await vllm_error(send, 400, f"JSON decode error: {exc}", "BadRequestError")
+        except (ValueError, RecursionError) as exc:  # vLLM's parser answers 400 to both
+            await vllm_error(send, 400, f"JSON decode error: {exc!r}", "BadRequestError")
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.seen.append({"path": scope["path"], "headers": headers, "body": req})

@@ -19,14 +19,15 @@ PROMPT = {"prompt": "p", "model": MODEL}
 
 
 def test_slow_start_readiness_503_then_200_liveness_200_throughout(procs):
-    load_delay = 1.5
+    # Long enough that both processes are up before the model "loads", even on a loaded box.
+    load_delay = 4.0
     started = time.monotonic()  # before the engine: its load delay runs from its own start
     engine = procs.engine("--served-model-name", MODEL, "--load-delay", str(load_delay))
     adapter = procs.adapter(
         "serve", env={"MDEPLOY_ENGINE_URL": engine.url, "MDEPLOY_READY_TTL": "0.2"}
     )
     ready, live = [], []
-    while time.monotonic() - started < load_delay + 2 and not (ready and ready[-1][1] == 200):
+    while time.monotonic() - started < load_delay + 20 and not (ready and ready[-1][1] == 200):
         live.append(adapter.get("/live").status_code)
         ready.append((time.monotonic() - started, adapter.get("/ping").status_code))
         time.sleep(0.05)
@@ -129,7 +130,7 @@ def test_a_client_hang_up_aborts_the_engine_stream(procs):
     while engine.get("/fake/stats").json()["aborted"] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert engine.get("/fake/stats").json()["aborted"] == 1
-    assert "client disconnected mid-stream; engine request aborted" in adapter.log
+    assert "client disconnected; engine request aborted" in adapter.log
 
 
 def test_sigterm_drains_in_flight_requests_then_exits(procs):

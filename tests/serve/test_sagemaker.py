@@ -18,7 +18,11 @@ LIMIT = 4096
 @pytest.fixture(scope="module")
 def stack(module_procs):
     engine = module_procs.engine("--served-model-name", MODEL)
-    env = {"MDEPLOY_ENGINE_URL": engine.url, "MDEPLOY_MAX_BODY_BYTES": str(LIMIT)}
+    env = {
+        "MDEPLOY_ENGINE_URL": engine.url,
+        "MDEPLOY_MAX_BODY_BYTES": str(LIMIT),
+        "MDEPLOY_ACCESS_LOG": "1",  # access lines for every request, not only 5xx
+    }
     adapter = module_procs.adapter("serve", env=env)
     return engine, adapter
 

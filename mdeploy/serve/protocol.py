@@ -1,0 +1,77 @@
+"""
+uvicorn's HTTP protocol with a deadline for each request's headers (slowloris protection).
+
+uvicorn times out idle kept-alive connections, but not a client that opens a connection and
+sends nothing, or sends a request's headers a byte at a time: each such client holds a file
+handle and a slot for as long as it likes (300 of them were still open after 85 s). This
+subclass gives every request `header_timeout` seconds, counted from the connection opening
+(first request) or from the request's first byte (later ones on a kept-alive connection), to
+complete its header block; past that it answers 408 and closes. The body has its own deadline,
+kept by the app (`Request.body`), and the number of connections is capped by uvicorn's
+`limit_concurrency` (503 beyond it).
+
+It subclasses whichever protocol uvicorn would pick (httptools when installed, else h11), and
+notices "headers complete" the way both do: a new request/response cycle object appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = ["with_header_deadline"]
+
+_BODY = b"request headers not received in time"
+_RESPONSE_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: " + str(len(_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _BODY
+)
+
+
+def with_header_deadline(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's automatic HTTP protocol class, with a `seconds` header deadline added."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    base: Any = AutoHTTPProtocol
+
+    class HeaderDeadlineProtocol(base):  # type: ignore[misc, valid-type]
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            cycle = self.cycle
+            super().data_received(data)
+            if self.cycle is not cycle:  # a new request's headers are complete
+                self._disarm()
+            elif self._header_timer is None and (cycle is None or cycle.response_complete):
+                # Part of the next request's head on a kept-alive connection. A head that
+                # arrives whole (the usual case) never costs a timer.
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if not self.transport.is_closing():
+                self._header_timer = self.loop.call_later(seconds, self._headers_late)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return  # a request is being served: its headers did arrive
+            if not self.transport.is_closing():
+                self.transport.write(_RESPONSE_408)
+                self.transport.close()
+
+    HeaderDeadlineProtocol.__qualname__ = f"HeaderDeadline[{base.__name__}]"
+    return HeaderDeadlineProtocol
