@@ -358,6 +358,19 @@ def test_model_error_and_access_denied_are_explained(fake: FakeAws) -> None:
     assert "endpoint/chat" in (err.value.hint or "")
 
 
+def test_streaming_access_denied_names_both_invoke_actions(fake: FakeAws) -> None:
+    fake.routes["/endpoints/chat/invocations-response-stream"] = (
+        403,
+        {"Content-Type": "application/json", "x-amzn-ErrorType": "AccessDeniedException"},
+        json.dumps({"message": "not authorized"}).encode(),
+    )
+    with pytest.raises(CloudError) as err:
+        list(AwsOps("chat", REGION).invoke({"prompt": "x"}, stream=True))
+    hint = err.value.hint or ""
+    assert "sagemaker:InvokeEndpointWithResponseStream" in hint
+    assert "sagemaker:InvokeEndpoint " in hint and "endpoint/chat" in hint
+
+
 QUOTAS = "ServiceQuotasV20190624.ListServiceQuotas"
 DEFAULT_QUOTAS = "ServiceQuotasV20190624.ListAWSDefaultServiceQuotas"
 JSON_11 = {"Content-Type": "application/x-amz-json-1.1"}

@@ -24,8 +24,13 @@ _ACCESS_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperatio
 _IAM_ACTION = {
     "describe_endpoint": "sagemaker:DescribeEndpoint",
     "invoke_endpoint": "sagemaker:InvokeEndpoint",
-    # The streaming call is authorised by the same action (InvokeEndpointWithResponseStream doc).
-    "invoke_endpoint_with_response_stream": "sagemaker:InvokeEndpoint",
+    # The API reference names sagemaker:InvokeEndpoint for the streaming call, but IAM also
+    # knows sagemaker:InvokeEndpointWithResponseStream, and AWS's own managed policies grant
+    # both for streaming (Sid "BedrockEndpointInvokingOperations"): a policy written against
+    # the action list alone denies the stream, so the hint names both (issue 9 §11).
+    "invoke_endpoint_with_response_stream": (
+        "sagemaker:InvokeEndpoint and sagemaker:InvokeEndpointWithResponseStream"
+    ),
     "update_endpoint_weights_and_capacities": "sagemaker:UpdateEndpointWeightsAndCapacities",
 }
 _MESSAGE_MAX = 500  # characters of a container's error message worth showing
