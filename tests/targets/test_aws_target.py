@@ -203,6 +203,16 @@ def test_unsupported_names_secret_refs_and_foreign_sources() -> None:
     assert "s3://" in problems["model.source"]
 
 
+def test_vllm_api_key_is_refused_because_sagemaker_authenticates() -> None:
+    """SageMaker strips Authorization: a key-protected vLLM would answer every call 401."""
+    problems = TARGET.unsupported(
+        _spec(secrets={"HF_TOKEN": "env:HF_TOKEN", "VLLM_API_KEY": "aws-sm:arn:key"})
+    )
+    assert set(problems) == {"serving.secrets.VLLM_API_KEY"}
+    assert "401" in problems["serving.secrets.VLLM_API_KEY"]
+    assert "sagemaker:InvokeEndpoint" in problems["serving.secrets.VLLM_API_KEY"]
+
+
 @pytest.fixture
 def no_aws_env(monkeypatch, tmp_path):
     """An environment with no AWS credentials anywhere (HOME points at an empty folder)."""

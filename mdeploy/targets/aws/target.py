@@ -457,6 +457,15 @@ class AwsTarget(Target):
                     f"{ref.split(':', 1)[0]}: references cannot be read on SageMaker; "
                     "use aws-sm:<secret ARN>, env:NAME or file:PATH"
                 )
+        if "VLLM_API_KEY" in spec.serving.secrets:
+            # "Amazon SageMaker AI strips all POST headers except those supported by the API"
+            # (API_runtime_InvokeEndpoint.html): no bearer key reaches the container, so a vLLM
+            # started with --api-key / VLLM_API_KEY would answer every invocation 401.
+            problems["serving.secrets.VLLM_API_KEY"] = (
+                "SageMaker authenticates every call itself (SigV4, sagemaker:InvokeEndpoint) and "
+                "strips the Authorization header, so vLLM would answer every request 401; "
+                "remove VLLM_API_KEY and grant callers sagemaker:InvokeEndpoint instead"
+            )
         source = spec.model.source or ""
         if source.startswith(("gs://", "az://")):
             problems["model.source"] = (
