@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mdeploy.errors import InputError
 from mdeploy.targets._config import config_bool, config_int
-from mdeploy.targets.base import EndpointArgs, Target
+from mdeploy.targets.base import EndpointArgs, QuotaProblem, Target
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -341,6 +341,18 @@ class GcpTarget(Target):
                 "copy them to Cloud Storage (`gcloud storage cp -r`) and use gs://, or use hf://"
             )
         return problems
+
+    def quota_problem(self, args: EndpointArgs) -> QuotaProblem | None:
+        """The Vertex custom-model-serving GPU quota `up` would exceed (see gcp/quota.py)."""
+        from mdeploy.targets.gcp.quota import quota_problem
+
+        project = project_from_env()
+        if not project:
+            raise InputError(
+                "the GCP project is unknown, so its quota cannot be read",
+                hint="set GOOGLE_CLOUD_PROJECT",
+            )
+        return quota_problem(args, project)
 
     def ops(self, outputs: dict[str, Any]) -> Any:
         from mdeploy.targets.gcp.ops import GcpOps
