@@ -3,6 +3,7 @@ Does the planner's cost stay flat when the catalog grows 100×?
 
     python benchmarks/plan_scale.py              # 1× and 100×, median of 5 runs each
     python benchmarks/plan_scale.py --runs 9 --scale 100 --json
+    python benchmarks/plan_scale.py --repo /tmp/old-checkout   # the same runs on other code
 
 It writes a catalog `--scale` times the bundled one into a temp dir (every row copied with
 its region renamed `<region>-x<k>`, and the region table copied the same way, so residency
@@ -28,13 +29,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "mistral-7b-eu.yaml"
-BUNDLED = ROOT / "mdeploy" / "catalog" / "data"
-CASES = {
-    "plan": ["plan", str(EXAMPLE)],
-    "plan --json": ["plan", str(EXAMPLE), "--json"],
-    "compare": ["compare", str(EXAMPLE)],
-}
+
+
+def cases(repo: Path) -> dict[str, list[str]]:
+    example = str(repo / "examples" / "mistral-7b-eu.yaml")
+    return {
+        "plan": ["plan", example],
+        "plan --json": ["plan", example, "--json"],
+        "compare": ["compare", example],
+    }
 
 
 def _scaled_csv(path: Path, scale: int) -> str:
@@ -52,13 +55,14 @@ def _scaled_csv(path: Path, scale: int) -> str:
     return out.getvalue()
 
 
-def make_catalog(directory: Path, scale: int) -> int:
-    """Write a `scale`× catalog into `directory`; return its offer count."""
+def make_catalog(directory: Path, scale: int, repo: Path = ROOT) -> int:
+    """Write a `scale`× copy of `repo`'s bundled catalog into `directory`; return its size."""
+    bundled = repo / "mdeploy" / "catalog" / "data"
     directory.mkdir(parents=True, exist_ok=True)
-    offers = _scaled_csv(BUNDLED / "offers.csv", scale)
+    offers = _scaled_csv(bundled / "offers.csv", scale)
     (directory / "offers.csv").write_text(offers, encoding="utf-8")
     (directory / "regions.csv").write_text(
-        _scaled_csv(BUNDLED / "regions.csv", scale), encoding="utf-8"
+        _scaled_csv(bundled / "regions.csv", scale), encoding="utf-8"
     )
     return offers.count("\n") - 1
 
@@ -96,15 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scale", type=int, default=100)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--repo", type=Path, default=ROOT, help="run this checkout's code, catalog and example"
+    )
     args = parser.parse_args(argv)
+    repo = args.repo.resolve()
     results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "catalog"
-        offers = make_catalog(big, args.scale)
+        offers = make_catalog(big, args.scale, repo)
         base_env = {**os.environ, "XDG_CACHE_HOME": str(Path(tmp) / "cache"), "COLUMNS": "120"}
+        if repo != ROOT:
+            base_env["PYTHONPATH"] = str(repo)
         base_env.pop("MDEPLOY_CATALOG_DIR", None)
         big_env = {**base_env, "MDEPLOY_CATALOG_DIR": str(big)}
-        for name, cmd in CASES.items():
+        for name, cmd in cases(repo).items():
             one = measure(cmd, base_env, args.runs)
             many = measure(cmd, big_env, args.runs)
             results[name] = {
@@ -113,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio_cpu": round(many["cpu_s"] / one["cpu_s"], 2),
             }
     if args.json:
-        print(json.dumps({"offers_scaled": offers, "runs": args.runs, "results": results}))
+        doc = {"repo": str(repo), "offers_scaled": offers, "runs": args.runs, "results": results}
+        print(json.dumps(doc))
         return 0
     print(f"{offers} offers at {args.scale}×, median of {args.runs} runs (CPU s, peak RSS MiB)")
     print(f"{'command':<14}{'1× CPU':>9}{'1× MiB':>9}{'N× CPU':>9}{'N× MiB':>9}{'ratio':>8}")

@@ -75,7 +75,7 @@ REGION_COLUMNS = ("target", "region", "country", "jurisdiction", "notes", "acces
 # Before region access was recorded (refreshed catalogs written by older versions).
 _OLD_REGION_COLUMNS = REGION_COLUMNS[:-1]
 ACCESS = ("open", "opt-in", "restricted", "partition")
-_CACHE_FORMAT = "mdeploy-catalog-1"
+_CACHE_FORMAT = "mdeploy-catalog-2"
 
 
 def catalog_dir() -> Path:
@@ -152,6 +152,9 @@ _OFFER_FIELDS = (
     "extra",
 )  # fmt: skip  (Offer's own field order: a row tuple is Offer(*row))
 OfferRow = tuple[Any, ...]
+GroupKey = tuple[str, str, str, str]  # target, region, country, jurisdiction
+Groups = tuple[tuple[GroupKey, tuple[OfferRow, ...]], ...]
+Parsed = tuple[tuple[OfferRow, ...], tuple[tuple[str, ...], ...], Groups]
 
 
 def _parse_row(row: list[str], strings: dict[str, str]) -> OfferRow:
@@ -257,21 +260,31 @@ def _cache_file(directory: Path) -> Path | None:
 def _valid(data: object) -> bool:
     return (
         isinstance(data, tuple)
-        and len(data) == 3
+        and len(data) == 4
         and data[0] == _CACHE_FORMAT
-        and isinstance(data[1], tuple)
-        and isinstance(data[2], tuple)
+        and all(isinstance(part, tuple) for part in data[1:])
         and all(isinstance(r, tuple) and len(r) == len(_OFFER_FIELDS) for r in data[1][:1])
     )
 
 
-def _read_cache(path: Path) -> tuple[tuple[OfferRow, ...], tuple[tuple[str, ...], ...]] | None:
+def _read_cache(path: Path) -> Parsed | None:
     try:
         with path.open("rb") as fh:
             data = pickle.load(fh)
     except Exception:  # a missing, truncated or foreign cache is simply rebuilt
         return None
-    return (data[1], data[2]) if _valid(data) else None
+    return (data[1], data[2], data[3]) if _valid(data) else None
+
+
+def _group(rows: tuple[OfferRow, ...]) -> Groups:
+    """Rows by (target, region, country, jurisdiction), sorted, each group by instance type."""
+    groups: dict[GroupKey, list[OfferRow]] = {}
+    for row in rows:
+        groups.setdefault((row[0], row[1], row[7], row[8]), []).append(row)
+    return tuple(
+        (key, tuple(sorted(groups[key], key=lambda r: r[2])))  # stable: ties keep file order
+        for key in sorted(groups)
+    )
 
 
 def _write_cache(path: Path, data: object) -> None:
@@ -286,8 +299,11 @@ def _write_cache(path: Path, data: object) -> None:
 
 
 @cache
-def _parsed(directory: Path) -> tuple[tuple[OfferRow, ...], tuple[tuple[str, ...], ...]]:
-    """(offer rows, region rows) of `directory`, from the cache when the files are unchanged."""
+def _parsed(directory: Path) -> Parsed:
+    """
+    (offer rows, region rows, offer rows grouped by region) of `directory`, from the cache
+    when the files are unchanged. The groups share the row tuples, so they cost little space.
+    """
     cache_path = _cache_file(directory)
     if cache_path is not None:
         cached = _read_cache(cache_path)
@@ -295,10 +311,9 @@ def _parsed(directory: Path) -> tuple[tuple[OfferRow, ...], tuple[tuple[str, ...
             return cached
     offers = _offer_rows(directory / "offers.csv")
     if cache_path is None:  # regions.csv missing: offers alone are still readable
-        return offers, ()
-    parsed = (offers, _region_rows(directory / "regions.csv"))
-    if cache_path is not None:
-        _write_cache(cache_path, (_CACHE_FORMAT, *parsed))
+        return offers, (), _group(offers)
+    parsed = (offers, _region_rows(directory / "regions.csv"), _group(offers))
+    _write_cache(cache_path, (_CACHE_FORMAT, *parsed))
     return parsed
 
 
@@ -354,17 +369,23 @@ def offer_groups(
     targets: Iterable[str] | None = None, *, include_flagged: bool = False
 ) -> list[OfferGroup]:
     """
-    The catalog's offers grouped by (target, region, country, jurisdiction), in file order.
+    The catalog's offers grouped by (target, region, country, jurisdiction), sorted, each
+    group's rows by instance type (ties in file order): the order `rank` lists rejections in.
 
     What the planner reads: it can reject a whole region (residency, access, allow-list)
     without building an Offer for each of its rows, which is what keeps a 100× catalog cheap.
+    The grouping itself is cached with the parsed catalog.
     """
     wanted = _check_targets(targets) if targets is not None else None
-    groups: dict[tuple[str, str, str, str], list[OfferRow]] = {}
-    for row in _parsed(catalog_dir())[0]:
-        if (wanted is None or row[0] in wanted) and (include_flagged or row[12] is None):
-            groups.setdefault((row[0], row[1], row[7], row[8]), []).append(row)
-    return [OfferGroup(*key, tuple(rows)) for key, rows in groups.items()]
+    out = []
+    for key, rows in _parsed(catalog_dir())[2]:
+        if wanted is not None and key[0] not in wanted:
+            continue
+        if not include_flagged:
+            rows = tuple(row for row in rows if row[12] is None)
+        if rows:
+            out.append(OfferGroup(*key, rows))
+    return out
 
 
 def _check_targets(targets: Iterable[str]) -> set[str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -107,59 +109,68 @@ class Candidate:
         }
 
 
-class Rejection:
+class Rejection(tuple):
     """
     Why one offer was not chosen: `code` (machine-readable kind: residency, target, access,
-    region, gpu, arch, price, budget, tp, memory) and `reason` (the sentence to act on).
+    region, gpu, arch, precision, price, budget, tp, memory) and `reason` (the sentence to act
+    on).
 
-    `reason` may be given as a zero-argument callable: the text is built the first time it is
-    read, so a plan over a large catalog formats only the reasons its output shows. Equality,
-    hashing and `to_json` are those of the finished text, as before.
+    A tuple underneath (target, region, instance_type, reason, code), so a planner over a large
+    catalog can build a whole region's rejections in C (`Rejection._make` over zipped columns)
+    and sort them by their first three items. `reason` may be given as a zero-argument
+    callable: the text is built the first time it is read (then kept), so a plan formats only
+    the reasons its output shows. Equality, hashing, repr and `to_json` use the finished text.
     """
 
-    __slots__ = ("_reason", "code", "instance_type", "region", "target")
+    __slots__ = ()
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         target: str,
         region: str,
         instance_type: str,
         reason: str | Callable[[], str],
         code: str = "",
-    ) -> None:
-        self.target = target
-        self.region = region
-        self.instance_type = instance_type
-        self._reason = reason
-        self.code = code
+    ) -> Rejection:
+        if not isinstance(reason, str):
+            reason = cache(reason)  # built once, on first read
+        return tuple.__new__(cls, (target, region, instance_type, reason, code))
+
+    _make = classmethod(tuple.__new__)  # from a ready (target, region, type, reason, code)
+
+    target = property(itemgetter(0))
+    region = property(itemgetter(1))
+    instance_type = property(itemgetter(2))
+    code = property(itemgetter(4))
 
     @property
     def reason(self) -> str:
-        text = self._reason
-        if not isinstance(text, str):
-            text = self._reason = text()
-        return text
+        text = self[3]
+        return text if isinstance(text, str) else text()
 
     def _key(self) -> tuple[str, str, str, str, str]:
-        return (self.target, self.region, self.instance_type, self.reason, self.code)
+        return (self[0], self[1], self[2], self.reason, self[4])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Rejection) and self._key() == other._key()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
 
     def __hash__(self) -> int:
         return hash(self._key())
 
     def __repr__(self) -> str:
         return (
-            f"Rejection(target={self.target!r}, region={self.region!r}, "
-            f"instance_type={self.instance_type!r}, reason={self.reason!r}, code={self.code!r})"
+            f"Rejection(target={self[0]!r}, region={self[1]!r}, "
+            f"instance_type={self[2]!r}, reason={self.reason!r}, code={self[4]!r})"
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "target": self.target,
-            "region": self.region,
-            "instance_type": self.instance_type,
+            "target": self[0],
+            "region": self[1],
+            "instance_type": self[2],
             "reason": self.reason,
         }
 

@@ -16,18 +16,22 @@ Offer per row. That keeps a plan over a catalog 100× the bundled one cheap.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter, itemgetter
 
 from mdeploy.catalog._store import OfferGroup
 from mdeploy.catalog.models import Offer
 from mdeploy.plan import policy
 from mdeploy.plan.engine import engine_args
-from mdeploy.plan.fit import Sizing, check_fit, precision_problem, tensor_parallel_problem
+from mdeploy.plan.fit import Fit, Sizing, check_fit, precision_problem, tensor_parallel_problem
 from mdeploy.plan.models import Candidate, Rejection
 from mdeploy.spec.models import Deployment
 
 __all__ = ["HOURS_PER_MONTH", "evaluate", "rank", "rank_catalog"]
 
 HOURS_PER_MONTH = 730  # 365 × 24 / 12, the cloud billing convention
+_INSTANCE_TYPE = itemgetter(2)  # of a catalog row
+_REJECTION_ORDER = itemgetter(0, 1, 2)  # a Rejection's (target, region, instance_type)
 
 
 def _reject(offer: Offer, code: str, reason: str | Callable[[], str]) -> Rejection:
@@ -52,6 +56,22 @@ class _Rules:
         self.spec, self.blocked, self.access = spec, blocked, access
         self.named = set(spec.placement.regions)
         self.memo: dict[RegionKey, tuple[str, str] | None] = {}
+        self.allowed: dict[tuple[str, str], bool] = {}
+        # The same GPU shape recurs in every region: its verdict and flags are computed once.
+        self.shapes: dict[tuple[int, str, int, float], tuple[str, str] | Fit] = {}
+        self.args: dict[int, list[str]] = {}
+
+    def shape(self, offer: Offer, sizing: Sizing) -> tuple[str, str] | Fit:
+        """(code, reason) if this GPU × count cannot run the model, else its Fit; memoised."""
+        key = (id(sizing), offer.gpu, offer.gpu_count, offer.gpu_memory_gib)
+        if key not in self.shapes:
+            self.shapes[key] = _shape(offer, sizing, self.spec)
+        return self.shapes[key]
+
+    def engine_args(self, tp: int) -> list[str]:
+        if tp not in self.args:
+            self.args[tp] = engine_args(self.spec, tp)
+        return list(self.args[tp])
 
     def region_problem(self, key: RegionKey) -> tuple[str, str] | None:
         """(code, reason) of the first region-level rule broken, or None; memoised."""
@@ -63,7 +83,12 @@ class _Rules:
         self, target: str, region: str, country: str, jurisdiction: str
     ) -> tuple[str, str] | None:
         placement = self.spec.placement
-        if not policy.allows(placement.residency, country=country, jurisdiction=jurisdiction):
+        where = (country, jurisdiction)
+        if where not in self.allowed:
+            self.allowed[where] = policy.allows(
+                placement.residency, country=country, jurisdiction=jurisdiction
+            )
+        if not self.allowed[where]:
             return "residency", (
                 f"residency: {region} is in {country} ({jurisdiction}), "
                 f"outside {policy.describe(placement.residency)}"
@@ -121,6 +146,22 @@ def _memory_reason(offer: Offer, fit_required: float, fit_usable: float, spec: D
     )
 
 
+def _shape(offer: Offer, sizing: Sizing, spec: Deployment) -> tuple[str, str] | Fit:
+    """Precision, tensor parallel and memory arithmetic: they depend on the GPU shape only."""
+    precision = precision_problem(offer.gpu, sizing)
+    if precision:
+        return "precision", precision
+    tp_problem = tensor_parallel_problem(offer.gpu_count, sizing)
+    if tp_problem:
+        return "tp", tp_problem
+    return check_fit(
+        sizing,
+        gpu_count=offer.gpu_count,
+        gpu_memory_gib=offer.gpu_memory_gib,
+        utilization=spec.serving.gpu_memory_utilization,
+    )
+
+
 def evaluate(
     offer: Offer,
     spec: Deployment,
@@ -135,18 +176,9 @@ def evaluate(
     problem = _rule_problem(offer, spec, rules)
     if problem is not None:
         return problem
-    precision = precision_problem(offer.gpu, sizing)
-    if precision:
-        return _reject(offer, "precision", precision)
-    tp_problem = tensor_parallel_problem(offer.gpu_count, sizing)
-    if tp_problem:
-        return _reject(offer, "tp", tp_problem)
-    fit = check_fit(
-        sizing,
-        gpu_count=offer.gpu_count,
-        gpu_memory_gib=offer.gpu_memory_gib,
-        utilization=spec.serving.gpu_memory_utilization,
-    )
+    fit = rules.shape(offer, sizing)
+    if isinstance(fit, tuple):
+        return _reject(offer, *fit)
     if not fit.fits:
         required, usable = fit.required_gib_per_gpu, fit.usable_gib_per_gpu
         return _reject(offer, "memory", lambda: _memory_reason(offer, required, usable, spec))
@@ -166,7 +198,7 @@ def evaluate(
         country=offer.country,
         price_source=offer.price_source,
         estimate=offer.estimate,
-        engine_args=engine_args(spec, fit.tensor_parallel),
+        engine_args=rules.engine_args(fit.tensor_parallel),
         required_gib_per_gpu=fit.required_gib_per_gpu,
         weights_gib_per_gpu=fit.weights_gib_per_gpu,
         kv_gib_per_gpu=fit.kv_gib_per_gpu,
@@ -202,11 +234,13 @@ def rank_catalog(
         problem = rules.region_problem((group.target, group.region, group.country,
                                         group.jurisdiction))  # fmt: skip
         if problem is not None:
+            # One shared reason for the region; the rows become rejections without a Python
+            # call per row (this loop is most of a plan over a large catalog).
             code, reason = problem
-            rejected.extend(
-                Rejection(group.target, group.region, name, reason, code)
-                for name in group.instance_types()
-            )
+            names = map(_INSTANCE_TYPE, group.rows)
+            cols = zip(repeat(group.target), repeat(group.region), names, repeat(reason),
+                       repeat(code))  # fmt: skip
+            rejected.extend(map(Rejection._make, cols))
             continue
         for offer in group.offers():
             verdict = evaluate(offer, spec, sizing, rules=rules)
@@ -215,9 +249,9 @@ def rank_catalog(
         verdict = evaluate(offer, spec, sizing, rules=rules)
         (candidates if isinstance(verdict, Candidate) else rejected).append(verdict)
     candidates.sort(
-        key=lambda c: (c.hourly_usd, c.estimate, c.gpu_count, c.target, c.region, c.instance_type)
+        key=attrgetter("hourly_usd", "estimate", "gpu_count", "target", "region", "instance_type")
     )
-    rejected.sort(key=lambda r: (r.target, r.region, r.instance_type))
+    rejected.sort(key=_REJECTION_ORDER)
     return candidates, rejected
 
 

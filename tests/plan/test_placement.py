@@ -197,7 +197,34 @@ def test_memory_reason_is_built_only_when_read():
     spec = make_spec()
     sizing = size_model(MISTRAL_7B, spec.model, spec.serving)
     r = evaluate(make_offer(gpu="A10G", gpu_memory_gib=22.49), spec, sizing)
-    assert r.code == "memory" and not isinstance(r._reason, str)  # lazy until asked
-    assert "needs 31.5 GiB per GPU" in r.reason and isinstance(r._reason, str)
+    assert r.code == "memory" and not isinstance(r[3], str)  # lazy until asked
+    assert "needs 31.5 GiB per GPU" in r.reason
     assert r == Rejection(r.target, r.region, r.instance_type, r.reason, "memory")
     assert r.to_json()["reason"] == r.reason
+    calls = []
+    lazy = Rejection("aws", "r", "t", lambda: calls.append(1) or "built", "memory")
+    assert calls == [] and lazy.reason == lazy.reason == "built" and calls == [1]
+    assert hash(lazy) == hash(Rejection("aws", "r", "t", "built", "memory"))
+
+
+def test_eu_example_over_the_bundled_catalog_chooses_no_opt_in_region():
+    from pathlib import Path
+
+    from mdeploy.catalog import load_regions
+    from mdeploy.plan import make_plan
+    from mdeploy.spec import load_spec
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "mistral-7b-eu.yaml"
+    spec = load_spec(example, None).spec
+    plan = make_plan(spec)
+    regions = load_regions()
+    assert plan.chosen is not None
+    assert all(regions[(c.target, c.region)].access == "open" for c in plan.candidates)
+    spain = [r for r in plan.rejected if (r.target, r.region) == ("aws", "eu-south-2")]
+    assert spain and {r.code for r in spain} == {"access"}
+    assert "opt-in region: enable it first" in spain[0].reason
+    # Naming the region is the opt-in: its offers are ranked again.
+    named = spec.model_copy(
+        update={"placement": spec.placement.model_copy(update={"regions": ["eu-south-2"]})}
+    )
+    assert {c.region for c in make_plan(named).candidates} == {"eu-south-2"}

@@ -1,4 +1,7 @@
-"""Property: whatever the spec, no candidate ever lies outside the residency asked."""
+"""
+Property: whatever the spec, no candidate ever lies outside the residency asked, nor in a
+region that is not open to every account (opt-in, restricted, another partition).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan.factories import make_spec
 
+from mdeploy.catalog import load_regions
 from mdeploy.plan import make_plan
 
 EU = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
@@ -62,8 +66,10 @@ def test_no_candidate_outside_residency(params):
                    "max_hourly_usd": params["budget"]},
     )  # fmt: skip
     plan = make_plan(spec)
+    access = load_regions()
     for cand in plan.candidates:
         assert _inside(params["residency"], cand.country, cand.jurisdiction), cand
+        assert access[(cand.target, cand.region)].access == "open", cand  # none named here
         assert cand.target in params["clouds"]
         if params["budget"] is not None:
             assert cand.hourly_usd <= params["budget"] + 1e-9
