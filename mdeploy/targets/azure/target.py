@@ -29,7 +29,7 @@ from mdeploy.serve.contract import (
     AZUREML_READINESS_ROUTE,
     AZUREML_SCORING_ROUTE,
 )
-from mdeploy.targets.base import EndpointArgs, Target
+from mdeploy.targets.base import EndpointArgs, QuotaProblem, Target
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -421,6 +421,12 @@ class AzureTarget(Target):
                 "Azure ML; use hf:// (or leave model.source out: the engine downloads model.id)"
             )
         return out
+
+    def quota_problem(self, args: EndpointArgs) -> QuotaProblem | None:
+        """The Azure ML VM-family vCPU quota `up` would exceed (see azure/quota.py)."""
+        from mdeploy.targets.azure.quota import quota_problem
+
+        return quota_problem(args)
 
     def ops(self, outputs: dict[str, Any]) -> Any:
         """The HTTPS day-2 client for a deployed stack's outputs."""
