@@ -48,6 +48,7 @@ from mdeploy.deploy.program import (
     stack_name,
 )
 from mdeploy.errors import CloudError, InputError, MdeployError, PrerequisiteError
+from mdeploy.image._signals import forward, on_sigterm, track
 from mdeploy.targets import get_target
 from mdeploy.targets.base import image_with_registry, repository_of
 
@@ -213,13 +214,22 @@ def up(
     """
     from mdeploy.deploy.preflight import preflight
 
-    preflight(op, strict_quota=strict_quota, warn=lambda text: _warn(progress, text))
-    stack = open_stack(op)
-    started = time.monotonic()
-    if not yes and _has_history(stack, op):
-        _confirm_destructive(stack, op, confirm, progress)
-    image = _ship_image(stack, op, progress)
-    result = _guarded(stack, lambda: stack.up(on_event=progress, color="never"), op, progress)
+    phase = ["pre-flight checks: nothing was created"]
+    with _tracked_pulumi(), on_sigterm(lambda: phase[0], hint=_term_hint(op)):
+        preflight(op, strict_quota=strict_quota, warn=lambda text: _warn(progress, text))
+        phase[0] = "opening the stack: no cloud resource was created"
+        stack = open_stack(op)
+        started = time.monotonic()
+        if not yes and _has_history(stack, op):
+            phase[0] = "previewing the update: nothing was changed"
+            _confirm_destructive(stack, op, confirm, progress)
+        phase[0] = "phase 1 (the registry repository) was cancelled; the endpoint was not touched"
+        image = _ship_image(stack, op, progress, phase)
+        phase[0] = (
+            "the update was cancelled: Pulumi finished the operations in flight and saved "
+            "the state of what it did; the endpoint may be partly created or updated"
+        )
+        result = _guarded(stack, lambda: stack.up(on_event=progress, color="never"), op, progress)
     return _summary(
         op, "up", result.summary.result, progress, started,
         replication=image, outputs=_masked(result.outputs),
@@ -363,7 +373,9 @@ def plugin_version(plugin: str, target: str) -> str:
         return metadata.version(package)
 
 
-def _ship_image(stack: Any, op: Operation, progress: Progress) -> dict[str, Any] | None:
+def _ship_image(
+    stack: Any, op: Operation, progress: Progress, phase: list[str] | None = None
+) -> dict[str, Any] | None:
     """Phase 1 + replication: the image lands in the target's registry with the same digest."""
     args = op.resolved.args
     repo = op.target.registry_repository(args, op.stack_config)
@@ -380,6 +392,11 @@ def _ship_image(stack: Any, op: Operation, progress: Progress) -> dict[str, Any]
     from mdeploy.image.replicate import replicate
 
     dest = image_with_registry(source, repo)
+    if phase is not None:
+        phase[0] = (
+            f"the image copy to {repo} was stopped (the registry repository exists; the "
+            "endpoint was not touched)"
+        )
     result = replicate(source, [dest], strict=op.loaded.strict)
     return result.to_json()
 
@@ -472,16 +489,17 @@ def _guarded(
     """
     Run a stack call: Ctrl-C cancels it, engine failures become CloudError (exit 1).
 
-    Ctrl-C at a terminal reaches the Pulumi CLI too (same process group), which then cancels
-    gracefully: it lets the resource operations in flight finish and writes the state. So the
-    first Ctrl-C only marks the run as interrupted and keeps waiting for the CLI; leaving
-    earlier would orphan it (its stdout closed under it) and, on the local file backend,
-    `pulumi cancel` would delete the lock of an update still running. A second Ctrl-C stops
-    waiting at once; only then is `cancel()` called, to clear the lock a killed CLI leaves.
+    The Pulumi CLI runs in its own session (`_tracked_pulumi`), so each SIGINT mdeploy gets,
+    from a terminal or sent to it alone, is forwarded to the CLI exactly once. On the first,
+    the CLI cancels gracefully: it lets the resource operations in flight finish and writes
+    the state, and mdeploy keeps waiting for it; leaving earlier would orphan it (its stdout
+    closed under it) and, on the local file backend, `pulumi cancel` would delete the lock
+    of an update still running. A second Ctrl-C stops the CLI and the wait at once; only
+    then is `cancel()` called, to clear the lock a killed CLI leaves.
     """
     from pulumi import automation as auto
 
-    with _deferred_interrupt() as interrupted:
+    with _tracked_pulumi(), _deferred_interrupt() as interrupted:
         try:
             result = call()
         except KeyboardInterrupt:
@@ -526,6 +544,7 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
     def handler(signum: int, frame: Any) -> None:
         nonlocal count
         count += 1
+        forward(signal.SIGINT)  # the CLI is in its own session: only we can tell it
         if count > 1:
             raise KeyboardInterrupt
         sys.stderr.write(
@@ -545,6 +564,53 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
         yield interrupted
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _tracked_pulumi() -> Iterator[None]:
+    """
+    Pulumi CLI processes the Automation API starts in the block run in their own session
+    and are tracked, so mdeploy decides which signal reaches them (`mdeploy.image._signals`).
+
+    The Automation API offers no hook for its Popen; its module's `subprocess` is replaced
+    by a shim for the block. If that internal ever moves, nothing is patched and the CLI
+    shares mdeploy's process group as before (a terminal's Ctrl-C then reaches both).
+    """
+    try:
+        from pulumi.automation import _cmd
+    except ImportError:
+        yield
+        return
+    real = getattr(_cmd, "subprocess", None)
+    if real is None or isinstance(real, _PopenShim) or not hasattr(real, "Popen"):
+        yield
+        return
+    _cmd.subprocess = _PopenShim(real)
+    try:
+        yield
+    finally:
+        _cmd.subprocess = real
+
+
+class _PopenShim:
+    """The `subprocess` module, but Popen starts a new session and tracks the child."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def Popen(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("start_new_session", True)
+        return track(self._real.Popen(*args, **kwargs))
+
+
+def _term_hint(op: Operation) -> str:
+    return (
+        f"run `mdeploy up` again to finish (or `mdeploy destroy` to remove what exists); if "
+        f"the stack stays locked: `pulumi cancel --stack {op.stack}`"
+    )
 
 
 def _summary(

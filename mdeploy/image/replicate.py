@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError
+from mdeploy.image._signals import on_sigterm
 from mdeploy.image._tools import require_tool, run_tool
 from mdeploy.image.auth import AuthFile, Resolver, registry_authfile
 from mdeploy.image.blobs import BlobReader, is_unreachable, unreachable
@@ -149,21 +150,27 @@ def replicate(
         require_pinned(dests, why="prod refuses to replicate to a mutable tag")
     skopeo = require_tool("skopeo")
     started = time.monotonic()
-    with registry_authfile([src, *dests], resolver=auth) as authfile:
+    copies: list[CopyResult] = []
+    current: list[str] = []
+    with (
+        on_sigterm(lambda: _stopped_state(copies, current, len(dests)), hint=_RERUN),
+        registry_authfile([src, *dests], resolver=auth) as authfile,
+    ):
         raw = _raw_manifest(skopeo, src, insecure, authfile)
         digest = _sha256(raw)
         pinned_src = src.with_digest(digest)
         for dest in dests:
             if dest.digest and dest.digest != digest:
                 raise InputError(f"{dest} names {dest.digest} but the source is {digest}")
-        copies = []
         for dest in dests:
+            current[:] = [str(dest)]
             _copy(skopeo, pinned_src, dest, insecure, authfile, timeout)
             check = _verify(skopeo, dest, digest, insecure, authfile)
             pinned = dest.with_digest(digest).pinned
             copies.append(
                 CopyResult(str(dest), check.digest, check.verified, pinned, check.media_type)
             )
+            current.clear()
     result = ReplicationResult(
         str(src), digest, tuple(copies), time.monotonic() - started, media_type_of(raw)
     )
@@ -173,6 +180,21 @@ def replicate(
             f"digest mismatch after copy: {', '.join(bad)} != {digest}", result
         )
     return result
+
+
+_RERUN = "run the same command again: layers already in a registry are not sent twice"
+
+
+def _stopped_state(copies: list[CopyResult], current: list[str], total: int) -> str:
+    """What a SIGTERM left behind, for the message (exit 143)."""
+    done = ", ".join(c.ref for c in copies) or "none"
+    text = f"{len(copies)} of {total} copies finished ({done})"
+    if current:
+        text += (
+            f"; the copy to {current[0]} was stopped (that registry may hold some of its "
+            "layers, and no manifest unless the copy had finished)"
+        )
+    return text + "; skopeo stopped, the temporary registry auth file removed"
 
 
 def verify_image(
