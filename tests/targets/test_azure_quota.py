@@ -196,3 +196,15 @@ def test_target_hook_reads_the_subscription(
     monkeypatch.setattr("mdeploy.targets.azure.ops._default_credential", lambda: StubCredential())
     problem = TARGET.quota_problem(dataclasses.replace(endpoint_args_azure, replicas_min=4))
     assert problem is not None and problem.needed == 96
+
+
+def test_missing_credentials_are_a_prerequisite_error(arm: FakeArm, endpoint_args_azure) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    class NoLogin:
+        def get_token(self, *_: Any, **__: Any) -> AccessToken:
+            raise ClientAuthenticationError(message="no account signed in\ndetail")
+
+    with pytest.raises(PrerequisiteError, match="no account signed in"):
+        quota_problem(endpoint_args_azure, SUB, credential=NoLogin())
+    assert arm.seen == []

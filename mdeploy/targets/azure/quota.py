@@ -166,11 +166,25 @@ class _Arm:
         return items
 
     def _get(self, url: str, what: str) -> dict[str, Any]:
-        from mdeploy.targets.azure.ops import ARM_SCOPE, _arm_error, _default_credential, _reason
+        from azure.core.exceptions import ClientAuthenticationError
+
+        from mdeploy.targets.azure.ops import (
+            _CREDENTIALS_HINT,
+            ARM_SCOPE,
+            _arm_error,
+            _default_credential,
+            _reason,
+        )
 
         if self._credential is None:
             self._credential = _default_credential()
-        token = self._credential.get_token(ARM_SCOPE).token
+        try:
+            token = self._credential.get_token(ARM_SCOPE).token
+        except ClientAuthenticationError as exc:
+            first = str(getattr(exc, "message", None) or exc).splitlines()[0][:300]
+            raise PrerequisiteError(
+                f"no usable Azure credentials: {first}", hint=_CREDENTIALS_HINT
+            ) from None
         request = urllib.request.Request(
             url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
         )
