@@ -180,7 +180,7 @@ def test_subscription_from_env_or_az_profile(tmp_path, monkeypatch: pytest.Monke
     for var in ("AZURE_SUBSCRIPTION_ID", "ARM_SUBSCRIPTION_ID"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path))
-    with pytest.raises(PrerequisiteError, match="subscription is unknown"):
+    with pytest.raises(CloudError, match="subscription is unknown"):
         subscription_id()
     profile = {"subscriptions": [{"id": "other"}, {"id": SUB, "isDefault": True}]}
     (tmp_path / "azureProfile.json").write_text("\ufeff" + json.dumps(profile), "utf-8")

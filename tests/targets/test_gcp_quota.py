@@ -164,3 +164,12 @@ def test_every_mapped_accelerator_is_a_vertex_enum_value() -> None:
     from google.cloud.aiplatform_v1.types import AcceleratorType
 
     assert set(quota_module.QUOTAS) <= set(AcceleratorType.__members__)
+
+
+def test_an_unknown_project_is_an_unknown_quota(
+    google: FakeGoogle, endpoint_args_gcp: EndpointArgs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mdeploy.targets.gcp.target.project_from_env", lambda: None)
+    with pytest.raises(CloudError, match="project is unknown"):
+        GcpTarget().quota_problem(endpoint_args_gcp)
+    assert google.seen == []

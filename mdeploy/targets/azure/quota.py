@@ -112,7 +112,8 @@ def subscription_id() -> str:
                 return str(sub["id"])
     except (OSError, ValueError, AttributeError):
         pass
-    raise PrerequisiteError(
+    # CloudError: the quota is unknown (up warns, --strict-quota refuses), not a broken setup.
+    raise CloudError(
         "the Azure subscription is unknown, so its quota cannot be read",
         hint="set AZURE_SUBSCRIPTION_ID, or `az account set --subscription <id>`",
     )

@@ -344,11 +344,12 @@ class GcpTarget(Target):
 
     def quota_problem(self, args: EndpointArgs) -> QuotaProblem | None:
         """The Vertex custom-model-serving GPU quota `up` would exceed (see gcp/quota.py)."""
+        from mdeploy.errors import CloudError
         from mdeploy.targets.gcp.quota import quota_problem
 
         project = project_from_env()
-        if not project:
-            raise InputError(
+        if not project:  # quota unknown: up warns, --strict-quota refuses
+            raise CloudError(
                 "the GCP project is unknown, so its quota cannot be read",
                 hint="set GOOGLE_CLOUD_PROJECT",
             )
