@@ -13,6 +13,8 @@ import pytest
 from conformance._gcp import deployed_model, model_props, pair_problem, upload_request
 from conformance._k8s import Case, example_cases, synth_case
 
+from mdeploy.deploy.synth import synth_args
+
 CASES = example_cases()
 MODEL = "projects/mock-project/locations/europe-west4/models/123"
 # Resources that have no location of their own, and why that is not a residency gap.
@@ -23,6 +25,21 @@ UNPLACED = {
     "gcp:secretmanager/secretIamMember:SecretIamMember": "IAM binding (global)",
     "gcp:secretmanager/secretVersion:SecretVersion": "stored where its secret's replicas are",
     "gcp:storage/bucketIAMMember:BucketIAMMember": "IAM binding on the user's weights bucket",
+}
+
+
+VARIANTS = {
+    "private-cmek-duty-cycle": {
+        "mdeploy:network": "projects/123456789/global/networks/vpc-ml",
+        "mdeploy:kmsKeyName": "projects/p/locations/europe-west4/keyRings/r/cryptoKeys/k",
+        "mdeploy:acceleratorDutyCycle": "70",
+        "mdeploy:serviceAccountEmail": "runner@p.iam.gserviceaccount.com",
+    },
+    "dedicated-existing-repo": {
+        "mdeploy:dedicatedEndpoint": "true",
+        "mdeploy:existingRepository": "shared-images",
+        "mdeploy:repositoryKeepVersions": "5",
+    },
 }
 
 
@@ -40,16 +57,24 @@ def _result(graphs, case: Case):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_upload_and_deploy_requests_are_valid_vertex_protos(graphs, case: Case) -> None:
-    props = model_props(_result(graphs, case))
-    model = upload_request(props)
-    assert model.container_spec.image_uri.split("@")[1].startswith("sha256:")
-    assert model.container_spec.ports[0].container_port == props["port"]
-    deployed = deployed_model(props, MODEL)
-    spec = deployed.dedicated_resources.machine_spec
-    assert spec.accelerator_type.name == props["accelerator_type"]
-    assert pair_problem(spec.machine_type, spec.accelerator_type.name, spec.accelerator_count) is (
-        None
-    )
+    base = _result(graphs, case)
+    variants = [base] + [
+        synth_args("gcp", base.resolved.args, config=config) for config in VARIANTS.values()
+    ]
+    for result in variants:
+        props = model_props(result)
+        model = upload_request(props)
+        assert model.container_spec.image_uri.split("@")[1].startswith("sha256:")
+        assert model.container_spec.ports[0].container_port == props["port"]
+        deployed = deployed_model(props, MODEL)
+        spec = deployed.dedicated_resources.machine_spec
+        assert spec.accelerator_type.name == props["accelerator_type"]
+        count = spec.accelerator_count
+        assert pair_problem(spec.machine_type, spec.accelerator_type.name, count) is None
+    cmek = upload_request(model_props(variants[1]))
+    assert cmek.encryption_spec.kms_key_name.endswith("/cryptoKeys/k")
+    duty = deployed_model(model_props(variants[1]), MODEL).dedicated_resources
+    assert [m.target for m in duty.autoscaling_metric_specs] == [70]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
