@@ -1,24 +1,26 @@
 """
-What the contract adapter costs: the same requests sent straight to the engine and through
-the adapter, on loopback.
+What the contract adapter costs, against the engine reached directly and against nginx as a
+plain reverse proxy in front of the same engine (issue 15).
 
-Starts the stand-in engine (tests/serve/fake_engine.py, a minimal ASGI app under uvicorn, so
-the engine is not what is being measured) and the adapter (`python -m mdeploy.serve`, as in
-the image), then drives both with a small keep-alive HTTP/1.1 load generator written on raw
-asyncio streams (an HTTP library in the client would cost more than the adapter does).
+Three processes on 127.0.0.1: an instant engine (below, `--serve-engine`: a raw asyncio
+protocol answering canned vLLM-shaped replies in a few tens of µs, on uvloop when installed,
+so the proxy and not the engine is the bottleneck), the adapter (`python -m mdeploy.serve`,
+as in the image) and nginx (`nginx` from Debian, `apt-get install nginx-light`, with a
+generated config in a temporary directory, run in the foreground and stopped after; skipped
+with a message when absent). The load generator is in this process, raw asyncio streams.
 
-Scenarios, each bounded by a request count and a time limit:
+Each round runs every target once, in turn (direct, adapter, nginx), so slow drift on a
+shared machine hits all of them alike; the report gives per-round ratios' median and min–max:
 
-- small non-streaming completions, engine answering at once: the pure proxy cost, at 1 client
-  (latency added) and at N clients (throughput);
-- the same with an engine service time (`--service-ms`, default 20): closer to a real LLM
-  request, where even a one-token answer takes milliseconds of GPU time;
-- streaming: time to the first SSE event and to the end of the stream, direct vs adapter.
+- non-streaming: N keep-alive clients (default 16) sending small completions for a fixed
+  time; throughput, p50 latency and the adapter's / nginx's CPU µs per request (from /proc);
+  target: adapter ≥ 0.8× nginx (goal 0.9×);
+- streaming: M clients (default 64) each opening streams one after another; time to the
+  first chunk (TTFC) per stream; target: adapter ≤ 1.5× direct (goal 1.3×).
 
-Targets from the issue: p50 added latency <= 1 ms and throughput >= 90 % of direct for small
-non-streaming requests; the first streamed byte not delayed by buffering.
-
-Run: `python benchmarks/adapter.py [--clients 16] [--requests 3000] [--duration 10] [--json]`
+Run: `python benchmarks/adapter.py [--rounds 5] [--seconds 2] [--clients 16]
+[--stream-clients 64] [--json]`; with `--adapter-pythonpath DIR` the adapter is imported from
+DIR (e.g. an older checkout, for before/after figures). About a minute with the defaults.
 """
 
 from __future__ import annotations
@@ -28,43 +30,146 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent
-FAKE_ENGINE = ROOT / "tests" / "serve" / "fake_engine.py"
 MODEL = "bench/model"
+NGINX_CONF = """daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 75s;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  upstream engine {{ server 127.0.0.1:{engine}; keepalive 256; keepalive_requests 10000000; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://engine;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
 
 
-@dataclass
-class Run:
-    """One measured scenario on one path."""
-
-    scenario: str
-    target: str  # direct | adapter:/v1/completions | adapter:/invocations
-    clients: int
-    requests: int
-    errors: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    engine_cpu_us: float | None  # CPU time per request, from /proc: robust to a busy machine
-    adapter_cpu_us: float | None
+# The instant engine ----------------------------------------------------------------------
 
 
-@dataclass
-class StreamRun:
-    target: str
-    samples: int
-    first_byte_p50_ms: float
-    total_p50_ms: float
+def _completion() -> bytes:
+    body = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 0,
+        "model": MODEL,
+        "choices": [{"index": 0, "text": "ok", "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+    return json.dumps(body).encode()
+
+
+def _event(i: int) -> bytes:
+    choice = {"index": 0, "text": f"t{i}", "finish_reason": None}
+    event = {"id": "cmpl-1", "object": "text_completion", "model": MODEL, "choices": [choice]}
+    data = b"data: " + json.dumps(event).encode() + b"\n\n"
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _reply(status: str, body: bytes, ctype: bytes = b"application/json") -> bytes:
+    head = f"HTTP/1.1 {status}\r\ncontent-length: {len(body)}\r\n".encode()
+    return head + b"content-type: " + ctype + b"\r\n\r\n" + body
+
+
+class InstantEngine(asyncio.Protocol):
+    """Just enough HTTP/1.1 for the benchmark; canned answers, SSE streams on request."""
+
+    COMPLETION = _reply("200 OK", _completion())
+    MODELS = _reply("200 OK", json.dumps({"object": "list", "data": [{"id": MODEL}]}).encode())
+    HEALTH = _reply("200 OK", b"")
+    STREAM_HEAD = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+        b"transfer-encoding: chunked\r\n\r\n"
+    )
+    events = 5
+    gap = 0.01
+    streams: ClassVar[set[asyncio.Future[None]]] = set()  # strong references while they run
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].lower()
+            length = 0
+            at = head.find(b"content-length:")
+            if at >= 0:
+                length = int(head[at + 15 :].split(b"\r\n", 1)[0])
+            if len(self.buf) < end + 4 + length:
+                return
+            body = self.buf[end + 4 : end + 4 + length]
+            self.buf = self.buf[end + 4 + length :]
+            self.answer(head.split(b" ", 2)[1], body)
+
+    def answer(self, path: bytes, body: bytes) -> None:
+        if path == b"/health":
+            self.transport.write(self.HEALTH)
+        elif path == b"/v1/models":
+            self.transport.write(self.MODELS)
+        elif b'"stream": true' in body or b'"stream":true' in body:
+            task = asyncio.ensure_future(self.stream())
+            self.streams.add(task)
+            task.add_done_callback(self.streams.discard)
+        else:
+            self.transport.write(self.COMPLETION)
+
+    async def stream(self) -> None:
+        self.transport.write(self.STREAM_HEAD + _event(0))
+        for i in range(1, self.events):
+            await asyncio.sleep(self.gap)
+            if self.transport.is_closing():
+                return
+            self.transport.write(_event(i))
+        self.transport.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
+
+
+def serve_engine(port: int) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(
+            InstantEngine, "127.0.0.1", port, backlog=1024
+        )
+        await server.serve_forever()
+
+    asyncio.run(main())
 
 
 # Processes -------------------------------------------------------------------------------
@@ -79,10 +184,7 @@ def free_port() -> int:
 def start(argv: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "AZUREML_", "SM_"))}
     process = subprocess.Popen(
-        argv,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**clean, **(env or {})},
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**clean, **(env or {})}
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -104,6 +206,30 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process and its reaped children so far (Linux)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def nginx_workers(master: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                    out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
 
 
 # Load generator --------------------------------------------------------------------------
@@ -119,36 +245,38 @@ def request_bytes(path: str, body: dict) -> bytes:
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, float | None]:
-    """Read one response; return (status, seconds to the first body byte or None)."""
+    """Read one response; return (status, perf_counter at the first body byte)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     lower = head.lower()
     if b"transfer-encoding: chunked" in lower:
         first = None
         while True:
-            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
             await reader.readexactly(size + 2)
             if first is None and size:
                 first = time.perf_counter()
             if size == 0:
                 return status, first
-    start_at = lower.index(b"content-length:") + len(b"content-length:")
-    length = int(lower[start_at : lower.index(b"\r\n", start_at)])
-    await reader.readexactly(length)
+    at = lower.index(b"content-length:") + len(b"content-length:")
+    await reader.readexactly(int(lower[at : lower.index(b"\r\n", at)]))
     return status, time.perf_counter()
 
 
-async def one_client(
-    port: int, request: bytes, budget: list[int], deadline: float, out: list
-) -> int:
+async def _client(port: int, request: bytes, deadline: float, out: list[float]) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     errors = 0
     try:
-        while budget[0] > 0 and time.perf_counter() < deadline:
-            budget[0] -= 1
+        while time.perf_counter() < deadline:
             started = time.perf_counter()
             writer.write(request)
-            status, _ = await read_response(reader)
+            try:
+                status, _ = await read_response(reader)
+            except (OSError, asyncio.IncompleteReadError):  # closed by the server: count it
+                errors += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
             out.append(time.perf_counter() - started)
             errors += status != 200
     finally:
@@ -156,209 +284,221 @@ async def one_client(
     return errors
 
 
-async def load(port: int, request: bytes, clients: int, count: int, duration: float):
+async def throughput(port: int, request: bytes, clients: int, seconds: float) -> dict:
     latencies: list[float] = []
-    budget = [count]
     started = time.perf_counter()
-    deadline = started + duration
     errors = await asyncio.gather(
-        *(one_client(port, request, budget, deadline, latencies) for _ in range(clients))
+        *(_client(port, request, started + seconds, latencies) for _ in range(clients))
     )
-    return latencies, sum(errors), time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "errors": sum(errors),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+    }
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux), else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def per_request_us(before: float | None, after: float | None, count: int) -> float | None:
-    if before is None or after is None or not count:
-        return None
-    return round((after - before) * 1e6 / count, 1)
-
-
-def measure(
-    scenario: str, target: str, port: int, request: bytes, args, clients: int, pids: dict
-) -> Run:
-    asyncio.run(load(port, request, clients, min(200, args.requests), 5))  # warm-up
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    latencies, errors, seconds = asyncio.run(
-        load(port, request, clients, args.requests, args.duration)
-    )
-    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    latencies.sort()
-    return Run(
-        scenario=scenario,
-        target=target,
-        clients=clients,
-        requests=len(latencies),
-        errors=errors,
-        seconds=round(seconds, 3),
-        rps=round(len(latencies) / seconds, 1),
-        p50_ms=round(statistics.median(latencies) * 1000, 3),
-        p99_ms=round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 3),
-        engine_cpu_us=per_request_us(before["engine"], after["engine"], len(latencies)),
-        adapter_cpu_us=per_request_us(before["adapter"], after["adapter"], len(latencies)),
-    )
-
-
-async def stream_samples(
-    port: int, request: bytes, samples: int
-) -> tuple[list[float], list[float]]:
+async def _streamer(port: int, request: bytes, count: int, out: list[float]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    firsts, totals = [], []
     try:
-        for _ in range(samples):
+        for _ in range(count):
             started = time.perf_counter()
             writer.write(request)
             _, first = await read_response(reader)
-            totals.append(time.perf_counter() - started)
-            firsts.append((first or time.perf_counter()) - started)
+            out.append((first or time.perf_counter()) - started)
     finally:
         writer.close()
-    return firsts, totals
 
 
-def measure_stream(target: str, port: int, path: str, args) -> StreamRun:
-    body = {
-        "prompt": "p",
-        "model": MODEL,
-        "stream": True,
-        "x_fake": {"chunks": args.stream_chunks, "chunk_delay": args.stream_gap_ms / 1000},
-    }
-    firsts, totals = asyncio.run(
-        stream_samples(port, request_bytes(path, body), args.stream_samples)
+async def ttfc(port: int, request: bytes, clients: int, count: int) -> dict:
+    firsts: list[float] = []
+    await asyncio.gather(*(_streamer(port, request, count, firsts) for _ in range(clients)))
+    return {"streams": len(firsts), "ttfc_p50_ms": statistics.median(firsts) * 1000}
+
+
+# Rounds ----------------------------------------------------------------------------------
+
+
+def run_rounds(args: argparse.Namespace, targets: dict[str, dict]) -> list[dict]:
+    small = request_bytes("/v1/completions", {"prompt": "hi", "model": MODEL, "max_tokens": 1})
+    stream = request_bytes(
+        "/v1/completions", {"prompt": "hi", "model": MODEL, "max_tokens": 5, "stream": True}
     )
-    return StreamRun(
-        target=target,
-        samples=len(firsts),
-        first_byte_p50_ms=round(statistics.median(firsts) * 1000, 2),
-        total_p50_ms=round(statistics.median(totals) * 1000, 2),
-    )
+    rounds = []
+    for _ in range(args.rounds):
+        one: dict[str, dict] = {}
+        for name, target in targets.items():
+            asyncio.run(throughput(target["port"], small, args.clients, 0.3))  # warm-up
+            pids = target["pids"]()
+            before = [cpu_seconds(p) for p in pids]
+            result = asyncio.run(throughput(target["port"], small, args.clients, args.seconds))
+            after = [cpu_seconds(p) for p in pids]
+            if pids and None not in before and None not in after and result["requests"]:
+                spent = sum(after) - sum(before)  # type: ignore[arg-type]
+                result["cpu_us_per_request"] = spent * 1e6 / result["requests"]
+            result.update(
+                asyncio.run(ttfc(target["port"], stream, args.stream_clients, args.streams))
+            )
+            one[name] = result
+        rounds.append(one)
+    return rounds
 
 
-# Report ----------------------------------------------------------------------------------
+def summarise(rounds: list[dict]) -> dict:
+    def spread(values: list[float]) -> dict:
+        return {
+            "median": round(statistics.median(values), 3),
+            "min": round(min(values), 3),
+            "max": round(max(values), 3),
+        }
 
-
-def compare(runs: list[Run]) -> list[dict]:
-    """Adapter vs direct for each scenario: added p50 latency and throughput ratio."""
-    out = []
-    for run in runs:
-        if run.target == "direct":
-            continue
-        base = next(r for r in runs if r.scenario == run.scenario and r.target == "direct")
-        out.append(
-            {
-                "scenario": run.scenario,
-                "target": run.target,
-                "added_p50_ms": round(run.p50_ms - base.p50_ms, 3),
-                "throughput_vs_direct": round(run.rps / base.rps, 3),
-            }
+    out: dict[str, dict] = {}
+    for name in rounds[0]:
+        out[name] = {
+            key: spread([r[name][key] for r in rounds if key in r[name]])
+            for key in ("rps", "p50_ms", "ttfc_p50_ms", "cpu_us_per_request")
+            if any(key in r[name] for r in rounds)
+        }
+    ratios = {
+        "adapter_ttfc_vs_direct": spread(
+            [r["adapter"]["ttfc_p50_ms"] / r["direct"]["ttfc_p50_ms"] for r in rounds]
         )
+    }
+    if "nginx" in rounds[0]:
+        ratios["adapter_rps_vs_nginx"] = spread(
+            [r["adapter"]["rps"] / r["nginx"]["rps"] for r in rounds]
+        )
+        ratios["nginx_ttfc_vs_direct"] = spread(
+            [r["nginx"]["ttfc_p50_ms"] / r["direct"]["ttfc_p50_ms"] for r in rounds]
+        )
+    ratios["adapter_rps_vs_direct"] = spread(
+        [r["adapter"]["rps"] / r["direct"]["rps"] for r in rounds]
+    )
+    out["ratios"] = ratios
     return out
 
 
-def print_table(report: dict) -> None:
-    print(f"# {report['machine']}")
-    cols = ("clients", "req/s", "p50 ms", "p99 ms", "err", "engine CPU us", "adapter CPU us")
-    print(f"{'scenario':34} {'target':24} " + " ".join(f"{c:>8}" for c in cols))
-    for r in report["runs"]:
-        cpu = [r["engine_cpu_us"], r["adapter_cpu_us"]]
-        cells = [r["clients"], f"{r['rps']:.1f}", f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}"]
-        cells += [r["errors"], *("-" if c is None else f"{c:.0f}" for c in cpu)]
-        print(f"{r['scenario']:34} {r['target']:24} " + " ".join(f"{c:>8}" for c in cells))
-    print()
-    print(f"{'scenario':34} {'target':24} {'added p50 ms':>12} {'throughput':>11}")
-    for c in report["comparison"]:
-        added, ratio = c["added_p50_ms"], c["throughput_vs_direct"]
-        print(f"{c['scenario']:34} {c['target']:24} {added:>12.3f} {ratio:>10.1%}")
-    print()
-    shape = report["stream_shape"]
-    print(f"streaming: {shape['chunks']} events, {shape['gap_ms']:g} ms apart")
-    print(f"{'target':24} {'samples':>7} {'first event p50 ms':>19} {'total p50 ms':>13}")
-    for s in report["streaming"]:
-        first, total = s["first_byte_p50_ms"], s["total_p50_ms"]
-        print(f"{s['target']:24} {s['samples']:>7} {first:>19.2f} {total:>13.2f}")
-
-
 def machine() -> str:
-    impl = []
-    for mod in ("uvloop", "httptools"):
-        try:
-            __import__(mod)
-            impl.append(mod)
-        except ImportError:
-            impl.append(f"no {mod}")
+    found = [m if _importable(m) else f"no {m}" for m in ("uvloop", "httptools")]
     python = f"{platform.python_implementation()} {platform.python_version()}"
-    return f"{python}, {os.cpu_count()} CPUs, {', '.join(impl)}"
+    return f"{python}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, {', '.join(found)}"
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def print_report(report: dict) -> None:
+    print(f"# {report['machine']}")
+    print(
+        f"# {report['rounds']} rounds; {report['clients']} clients non-streaming, "
+        f"{report['stream_clients']} clients streaming; median [min–max] over rounds"
+    )
+    s = report["summary"]
+    for name in ("direct", "adapter", "nginx"):
+        if name not in s:
+            continue
+        cells = []
+        for key, label in (
+            ("rps", "req/s"),
+            ("p50_ms", "p50 ms"),
+            ("ttfc_p50_ms", "TTFC ms"),
+            ("cpu_us_per_request", "CPU µs/req"),
+        ):
+            if key in s[name]:
+                v = s[name][key]
+                cells.append(f"{label} {v['median']:.1f} [{v['min']:.1f}–{v['max']:.1f}]")
+        print(f"{name:8} " + "; ".join(cells))
+    for key, v in s["ratios"].items():
+        print(f"{key:24} {v['median']:.2f} [{v['min']:.2f}–{v['max']:.2f}]")
+    if report.get("nginx_skipped"):
+        print(f"nginx skipped: {report['nginx_skipped']}")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description="Adapter overhead vs direct engine access.")
-    p.add_argument("--clients", type=int, default=16, help="concurrent clients for throughput")
-    p.add_argument("--requests", type=int, default=3000, help="requests per measurement")
-    p.add_argument("--duration", type=float, default=10.0, help="time limit per measurement (s)")
-    p.add_argument("--service-ms", type=float, default=20.0, help="engine service time scenario")
-    p.add_argument("--stream-chunks", type=int, default=10)
-    p.add_argument("--stream-gap-ms", type=float, default=50.0)
-    p.add_argument("--stream-samples", type=int, default=10)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = argparse.ArgumentParser(description="Adapter vs direct vs nginx, alternated per round.")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=2.0, help="non-streaming time per target")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--stream-clients", type=int, default=64)
+    p.add_argument("--streams", type=int, default=3, help="streams per streaming client")
+    p.add_argument("--adapter-pythonpath", default=None)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--serve-engine", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-
-    engine_port, adapter_port = free_port(), free_port()
-    engine_argv = [sys.executable, str(FAKE_ENGINE), "--port", str(engine_port)]
-    engine = start([*engine_argv, "--served-model-name", MODEL], engine_port)
+    if args.serve_engine:
+        serve_engine(args.serve_engine)
+        return
     try:
-        adapter_argv = [sys.executable, "-m", "mdeploy.serve", "serve", "--host", "127.0.0.1"]
+        import uvloop
+
+        uvloop.install()  # the load generator should not be the bottleneck either
+    except ImportError:
+        pass
+
+    procs: list[subprocess.Popen] = []
+    tmp = tempfile.mkdtemp(prefix="mdeploy-bench-")
+    report: dict = {
+        "machine": machine(),
+        "rounds": args.rounds,
+        "clients": args.clients,
+        "stream_clients": args.stream_clients,
+    }
+    try:
+        engine_port, adapter_port, nginx_port = free_port(), free_port(), free_port()
+        engine = start([sys.executable, __file__, "--serve-engine", str(engine_port)], engine_port)
+        procs.append(engine)
+        env = {"MDEPLOY_ENGINE_URL": f"http://127.0.0.1:{engine_port}"}
+        cwd_safe = []
+        if args.adapter_pythonpath:
+            env["PYTHONPATH"] = args.adapter_pythonpath
+            cwd_safe = ["-P"] if sys.version_info >= (3, 11) else []
         adapter = start(
-            [*adapter_argv, "--port", str(adapter_port)],
+            [
+                sys.executable,
+                *cwd_safe,
+                "-m",
+                "mdeploy.serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(adapter_port),
+            ],
             adapter_port,
-            {"MDEPLOY_ENGINE_URL": f"http://127.0.0.1:{engine_port}"},
+            env,
         )
-        try:
-            pids = {"engine": engine.pid, "adapter": adapter.pid}
-            report = run_all(args, engine_port, adapter_port, pids)
-        finally:
-            stop(adapter)
+        procs.append(adapter)
+        targets: dict[str, dict] = {
+            "direct": {"port": engine_port, "pids": lambda: []},
+            "adapter": {"port": adapter_port, "pids": lambda: [adapter.pid]},
+        }
+        nginx = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+        )
+        if nginx:
+            conf = Path(tmp) / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(tmp=tmp, engine=engine_port, port=nginx_port))
+            master = start([nginx, "-c", str(conf), "-p", tmp], nginx_port)
+            procs.append(master)
+            targets["nginx"] = {"port": nginx_port, "pids": lambda: nginx_workers(master.pid)}
+        else:
+            report["nginx_skipped"] = "nginx not installed (apt-get install -y nginx-light)"
+        rounds = run_rounds(args, targets)
     finally:
-        stop(engine)
+        for proc in reversed(procs):
+            stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+    report["per_round"] = rounds
+    report["summary"] = summarise(rounds)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print_table(report)
-
-
-def run_all(args, engine_port: int, adapter_port: int, pids: dict[str, int]) -> dict:
-    small = {"prompt": "hello", "model": MODEL, "max_tokens": 8}
-    slow = {**small, "x_fake": {"delay": args.service_ms / 1000}}
-    paths = [
-        ("direct", engine_port, "/v1/completions"),
-        ("adapter:/v1/completions", adapter_port, "/v1/completions"),
-        ("adapter:/invocations", adapter_port, "/invocations"),
-    ]
-    scenarios = [
-        ("small, engine instant", small, 1),
-        (f"small, engine instant, {args.clients} clients", small, args.clients),
-        (f"small, engine {args.service_ms:g} ms, {args.clients} clients", slow, args.clients),
-    ]
-    runs = [
-        measure(name, target, port, request_bytes(path, body), args, clients, pids)
-        for name, body, clients in scenarios
-        for target, port, path in paths
-    ]
-    streaming = [measure_stream(target, port, path, args) for target, port, path in paths]
-    return {
-        "machine": machine(),
-        "runs": [asdict(r) for r in runs],
-        "comparison": compare(runs),
-        "streaming": [asdict(s) for s in streaming],
-        "stream_shape": {"chunks": args.stream_chunks, "gap_ms": args.stream_gap_ms},
-    }
+        print_report(report)
 
 
 if __name__ == "__main__":

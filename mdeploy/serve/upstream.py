@@ -13,7 +13,9 @@ streams, for about 70 µs:
   1xx answers skipped and bodies yielded as they are read (so streams stay streams);
 - a reused connection the peer closed while idle is noticed and replaced; a request that
   failed on one before any byte came back is sent once more on a fresh connection;
-- a deadline on connecting and on each read.
+- a deadline on connecting and on each read: one timer per exchange, not one per read (a
+  timer per read cost 12-14 % of the adapter's CPU), re-armed only when it fires while a
+  read has been waiting less than the timeout.
 
 Failures are `EngineUnavailable` (refused, reset, closed before answering), `EngineTimeout`
 (no byte within the read timeout) or `BodyBroken` (the answer started, then broke).
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "BodyBroken",
@@ -71,6 +73,62 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(awaitable, seconds)
 
 
+class _Deadline:
+    """
+    "No byte within `seconds`" for every read of one exchange, with one timer.
+
+    A read records when it started waiting; the timer, when it fires, cancels the reading
+    task only if the current read has waited the full time, and otherwise re-arms itself for
+    that read's own deadline. The cancellation is turned into EngineTimeout by `read`.
+    """
+
+    __slots__ = ("_handle", "_loop", "_task", "_waiting_since", "expired", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._waiting_since: float | None = None
+        self.expired = False
+
+    async def read(self, awaitable: Awaitable[T]) -> T:
+        now = self._loop.time()
+        self._waiting_since = now
+        self._task = asyncio.current_task()
+        if self._handle is None:
+            self._handle = self._loop.call_at(now + self.seconds, self._check)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if not self.expired:
+                raise
+            self.expired = False
+            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+            raise EngineTimeout(f"no byte from the engine within {self.seconds:g} s") from None
+        finally:
+            self._waiting_since = None
+
+    def _check(self) -> None:
+        self._handle = None
+        since = self._waiting_since
+        if since is None or self._task is None:
+            return  # not reading now: the next read arms a new timer
+        due = since + self.seconds
+        if self._loop.time() >= due:
+            self.expired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class _Connection:
     __slots__ = ("reader", "writer")
 
@@ -100,11 +158,11 @@ class Response:
         status: int,
         headers: Headers,
         method: str,
-        timeout: float,
+        deadline: _Deadline,
     ) -> None:
         self.status = status
         self.headers = headers
-        self._pool, self._conn, self._timeout = pool, conn, timeout
+        self._pool, self._conn, self._deadline = pool, conn, deadline
         self._keep_alive = (self.header(b"connection") or b"").lower() != b"close"
         self._length: int | None = None
         self._chunked = False
@@ -169,10 +227,10 @@ class Response:
 
     async def _read(self, awaitable: Awaitable[T]) -> T:
         try:
-            return await _within(self._timeout, awaitable)
-        except _TIMEOUT:
+            return await self._deadline.read(awaitable)
+        except EngineTimeout:
             self._keep_alive = False
-            raise EngineTimeout(f"no byte from the engine within {self._timeout:g} s") from None
+            raise
 
     async def read(self) -> bytes:
         """The whole body."""
@@ -183,6 +241,7 @@ class Response:
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is None:
             return
+        self._deadline.cancel()
         if self._done and self._keep_alive:
             self._pool._release(conn)
         else:
@@ -261,23 +320,27 @@ class Pool:
     async def _exchange(
         self, conn: _Connection, head: bytes, body: bytes, method: str, timeout: float
     ) -> Response:
+        deadline = _Deadline(timeout)
         try:
             conn.writer.write(head + body if len(body) < 65536 else head)
             if len(body) >= 65536:
                 conn.writer.write(body)
-            await conn.writer.drain()
+                await conn.writer.drain()  # small requests fit the buffer: no wait needed
             while True:
-                raw = await _within(timeout, conn.reader.readuntil(b"\r\n\r\n"))
+                raw = await deadline.read(conn.reader.readuntil(b"\r\n\r\n"))
                 status, headers = _parse_head(raw)
                 if not 100 <= status < 200:
-                    return Response(self, conn, status, headers, method, timeout)
-        except _TIMEOUT:
+                    return Response(self, conn, status, headers, method, deadline)
+        except EngineTimeout:
+            deadline.cancel()
             conn.close()
             raise EngineTimeout(f"no answer from the engine within {timeout:g} s") from None
         except _BROKEN as exc:
+            deadline.cancel()
             conn.close()
             raise EngineUnavailable(f"engine connection failed: {type(exc).__name__}") from None
         except BaseException:  # cancelled (the client left): closing tells the engine to abort
+            deadline.cancel()
             conn.close()
             raise
 

@@ -231,3 +231,50 @@ def test_a_stalled_stream_times_out_between_chunks():
         response.close()
 
     run(stall, scenario)
+
+
+def test_a_slow_but_steady_stream_is_not_a_timeout():
+    # Each chunk comes well within the timeout; the whole stream takes several timeouts.
+    # The read deadline is per read, even though the client keeps one timer per exchange.
+    async def steady(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for i in range(8):
+            writer.write(b"1\r\n" + str(i).encode() + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def scenario(pool: Pool, server: Server) -> None:
+        response = await pool.send("GET", "/", [], b"", timeout=0.3)
+        assert await response.read() == b"01234567"
+        response.close()
+
+    run(steady, scenario)
+
+
+def test_time_spent_away_from_the_engine_is_not_a_timeout():
+    # A slow client (the adapter waiting to send a chunk on) is not the engine's silence.
+    async def scenario(pool: Pool, server: Server) -> None:
+        response = await pool.send("GET", "/", [], b"", timeout=0.2)
+        await asyncio.sleep(0.5)  # longer than the timeout, between two reads
+        assert await response.read() == b"hello"
+        response.close()
+
+    run(fixed(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"), scenario)
+
+
+def test_a_cancelled_read_is_a_cancellation_not_a_timeout():
+    async def mute(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(5)
+        return False
+
+    async def scenario(pool: Pool, server: Server) -> None:
+        task = asyncio.ensure_future(pool.send("GET", "/", [], b"", timeout=10))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(mute, scenario)
