@@ -419,7 +419,9 @@ class AzureEndpoint(pulumi.ComponentResource):
         how-to-deploy-online-endpoint-with-secret-injection, pattern table). A reference
         without a version is pinned to the secret's current version, read from ARM at `up`
         (Microsoft.KeyVault/vaults/secrets GET returns no value, only `secretUriWithVersion`),
-        so rotating the secret and running `up` again redeploys with the new version.
+        so rotating the secret and running `up` again redeploys with the new version. That
+        read needs Microsoft.KeyVault/vaults/secrets/read on the vault (e.g. Key Vault Reader)
+        for the identity running `up`.
         """
         base = f"https://{parts['vault']}.vault.azure.net/secrets/{parts['name']}"
         if "version" in parts:
