@@ -135,6 +135,7 @@ def run(
             loop="auto",
             http=with_header_deadline(config.header_timeout),
             limit_concurrency=config.max_connections,
+            proxy_headers=False,  # nothing reads the client address: skip the middleware
             access_log=False,  # the adapter writes its own, without query strings
             server_header=False,
             timeout_keep_alive=KEEP_ALIVE_S,

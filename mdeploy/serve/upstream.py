@@ -214,16 +214,45 @@ class Response:
             raise BodyBroken(f"engine response body broken: {type(exc).__name__}") from None
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        """
+        Decode chunked transfer coding from bulk reads.
+
+        Every chunk complete in what has been read is yielded at once, joined: when an engine
+        sends several stream events back to back, the client gets them in one send, and a
+        read costs one await however many chunks it holds.
+        """
         reader = self._conn.reader
+        buf = bytearray()
         while True:
-            line = await self._read(reader.readuntil(b"\r\n"))
-            size = int(line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while await self._read(reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailers, ignored
-                return
-            data = await self._read(reader.readexactly(size + 2))
-            yield data[:-2]
+            pieces: list[bytes] = []
+            while True:
+                line_end = buf.find(b"\r\n")
+                if line_end < 0:
+                    break
+                size = int(bytes(buf[:line_end]).split(b";", 1)[0].strip(), 16)
+                start = line_end + 2
+                if size == 0:  # the last chunk, then trailers (ignored) up to an empty line
+                    message_end = buf.find(b"\r\n\r\n", line_end)
+                    if message_end < 0:
+                        break
+                    if len(buf) > message_end + 4:
+                        self._keep_alive = False  # bytes after the message: do not reuse
+                    if pieces:
+                        yield b"".join(pieces)
+                    return
+                end = start + size
+                if len(buf) < end + 2:
+                    break
+                if buf[end : end + 2] != b"\r\n":
+                    raise ValueError("chunk not followed by CRLF")
+                pieces.append(bytes(buf[start:end]))
+                del buf[: end + 2]
+            if pieces:
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            data = await self._read(reader.read(65536))
+            if not data:
+                raise asyncio.IncompleteReadError(bytes(buf), None)
+            buf += data
 
     async def _read(self, awaitable: Awaitable[T]) -> T:
         try:

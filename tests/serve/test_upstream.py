@@ -86,13 +86,14 @@ def test_content_length_body_and_connection_reuse():
     assert first.endswith(b"\r\n\r\nbody")
 
 
-def test_chunked_body_is_yielded_chunk_by_chunk():
+def test_chunked_body_already_read_is_yielded_in_one_piece():
     body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\ntrailer: x\r\n\r\n"
     response_bytes = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + body
 
     async def scenario(pool: Pool, server: Server) -> None:
         response = await pool.send("GET", "/s", [], b"", timeout=2)
-        assert [piece async for piece in response.body()] == [b"hello", b" world"]
+        # Both chunks arrived together: one piece, so the client gets them in one send.
+        assert [piece async for piece in response.body()] == [b"hello world"]
         response.close()
         again = await pool.send("GET", "/s", [], b"", timeout=2)  # trailers fully consumed
         assert await again.read() == b"hello world"
@@ -278,3 +279,43 @@ def test_a_cancelled_read_is_a_cancellation_not_a_timeout():
             await task
 
     run(mute, scenario)
+
+
+@pytest.mark.parametrize(
+    "splits",
+    [1, 2, 3, 7],
+    ids=lambda n: f"every {n} bytes",
+)
+def test_chunks_split_anywhere_decode_the_same(splits):
+    # Chunk sizes, data, CRLFs and trailers cut at every position across reads.
+    body = b"3\r\none\r\na;x=y\r\n0123456789\r\n0\r\nt: 1\r\nu: 2\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+
+    async def trickle(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(head)
+        for i in range(0, len(body), splits):
+            writer.write(body[i : i + splits])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        return True
+
+    async def scenario(pool: Pool, server: Server) -> None:
+        for _ in range(2):  # the connection is reused: the message was consumed exactly
+            response = await pool.send("GET", "/", [], b"", timeout=2)
+            assert await response.read() == b"one0123456789"
+            response.close()
+        assert server.connections == 1
+
+    run(trickle, scenario)
+
+
+def test_a_chunk_without_its_crlf_is_broken():
+    bad = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\noneXX0\r\n\r\n"
+
+    async def scenario(pool: Pool, server: Server) -> None:
+        response = await pool.send("GET", "/", [], b"", timeout=1)
+        with pytest.raises(BodyBroken):
+            await response.read()
+        response.close()
+
+    run(fixed(bad, keep=False), scenario)
