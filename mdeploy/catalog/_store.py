@@ -22,10 +22,9 @@ import json
 import os
 import pickle
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mdeploy.catalog.models import Offer, Region
 from mdeploy.errors import InputError
@@ -38,6 +37,7 @@ __all__ = [
     "REGION_COLUMNS",
     "TARGETS",
     "OfferGroup",
+    "OfferView",
     "catalog_dir",
     "clear_caches",
     "format_offers",
@@ -75,7 +75,7 @@ REGION_COLUMNS = ("target", "region", "country", "jurisdiction", "notes", "acces
 # Before region access was recorded (refreshed catalogs written by older versions).
 _OLD_REGION_COLUMNS = REGION_COLUMNS[:-1]
 ACCESS = ("open", "opt-in", "restricted", "partition")
-_CACHE_FORMAT = "mdeploy-catalog-2"
+_CACHE_FORMAT = "mdeploy-catalog-3"
 
 
 def catalog_dir() -> Path:
@@ -153,8 +153,6 @@ _OFFER_FIELDS = (
 )  # fmt: skip  (Offer's own field order: a row tuple is Offer(*row))
 OfferRow = tuple[Any, ...]
 GroupKey = tuple[str, str, str, str]  # target, region, country, jurisdiction
-Groups = tuple[tuple[GroupKey, tuple[OfferRow, ...]], ...]
-Parsed = tuple[tuple[OfferRow, ...], tuple[tuple[str, ...], ...], Groups]
 
 
 def _parse_row(row: list[str], strings: dict[str, str]) -> OfferRow:
@@ -250,7 +248,12 @@ def _cache_file(directory: Path) -> Path | None:
         stats = [(directory / n).stat() for n in ("offers.csv", "regions.csv")]
     except OSError:
         return None  # a missing file: its reader reports it, nothing is cached
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except (RuntimeError, KeyError):  # no home directory: run without a cache
+            return None
     files = [(s.st_size, s.st_mtime_ns) for s in stats]
     key = repr((__version__, _CACHE_FORMAT, str(directory), files))
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
@@ -262,29 +265,20 @@ def _valid(data: object) -> bool:
         isinstance(data, tuple)
         and len(data) == 4
         and data[0] == _CACHE_FORMAT
-        and all(isinstance(part, tuple) for part in data[1:])
-        and all(isinstance(r, tuple) and len(r) == len(_OFFER_FIELDS) for r in data[1][:1])
+        and isinstance(data[1], tuple)
+        and isinstance(data[2], bytes)
+        and isinstance(data[3], tuple)
+        and all(isinstance(g, tuple) and len(g) == 3 for g in data[3][:1])
     )
 
 
-def _read_cache(path: Path) -> Parsed | None:
+def _read_cache(path: Path) -> tuple[Any, ...] | None:
     try:
         with path.open("rb") as fh:
             data = pickle.load(fh)
     except Exception:  # a missing, truncated or foreign cache is simply rebuilt
         return None
-    return (data[1], data[2], data[3]) if _valid(data) else None
-
-
-def _group(rows: tuple[OfferRow, ...]) -> Groups:
-    """Rows by (target, region, country, jurisdiction), sorted, each group by instance type."""
-    groups: dict[GroupKey, list[OfferRow]] = {}
-    for row in rows:
-        groups.setdefault((row[0], row[1], row[7], row[8]), []).append(row)
-    return tuple(
-        (key, tuple(sorted(groups[key], key=lambda r: r[2])))  # stable: ties keep file order
-        for key in sorted(groups)
-    )
+    return data if _valid(data) else None
 
 
 def _write_cache(path: Path, data: object) -> None:
@@ -298,22 +292,124 @@ def _write_cache(path: Path, data: object) -> None:
         pass
 
 
-@cache
-def _parsed(directory: Path) -> Parsed:
+class OfferView(NamedTuple):
     """
-    (offer rows, region rows, offer rows grouped by region) of `directory`, from the cache
-    when the files are unchanged. The groups share the row tuples, so they cost little space.
+    An offer row with Offer's field names, for code that only reads offers (the planner).
+    Building one is a C-level tuple copy, several times cheaper than an Offer; `extra` may be
+    shared between views, so it must not be modified.
+    """
+
+    target: str
+    region: str
+    instance_type: str
+    gpu: str
+    gpu_count: int
+    gpu_memory_gib: float
+    hourly_usd: float | None
+    country: str
+    jurisdiction: str
+    price_source: str
+    estimate: bool
+    source: str
+    flagged: str | None
+    extra: dict[str, str]
+
+
+class OfferGroup:
+    """
+    The offers of one (target, region, country, jurisdiction): the planner checks the
+    region-level rules once per group. Its rows stay pickled bytes until first asked for, so
+    a region the planner rejects whole costs one object, not one per offer.
+    """
+
+    __slots__ = ("_blob", "_rows", "country", "jurisdiction", "names", "region", "target")
+
+    def __init__(
+        self,
+        key: GroupKey,
+        names: tuple[str, ...],
+        blob: bytes | None = None,
+        rows: tuple[OfferRow, ...] | None = None,
+    ) -> None:
+        self.target, self.region, self.country, self.jurisdiction = key
+        self.names = names  # instance types, in row order
+        self._blob, self._rows = blob, rows
+
+    @property
+    def rows(self) -> tuple[OfferRow, ...]:
+        if self._rows is None:
+            self._rows = pickle.loads(self._blob or pickle.dumps(()))
+        return self._rows
+
+    def instance_types(self) -> tuple[str, ...]:
+        return self.names
+
+    def offers(self) -> list[Offer]:
+        return [_offer(row) for row in self.rows]
+
+    def views(self) -> list[OfferView]:
+        """The rows as read-only OfferViews: Offer's fields, built in C (the planner's view)."""
+        return list(map(OfferView._make, self.rows))
+
+
+def _group(rows: tuple[OfferRow, ...]) -> list[OfferGroup]:
+    """Rows by (target, region, country, jurisdiction), sorted, each group by instance type."""
+    groups: dict[GroupKey, list[OfferRow]] = {}
+    for row in rows:
+        groups.setdefault((row[0], row[1], row[7], row[8]), []).append(row)
+    out = []
+    for key in sorted(groups):
+        ordered = tuple(sorted(groups[key], key=lambda r: r[2]))  # stable: ties keep file order
+        out.append(OfferGroup(key, tuple(r[2] for r in ordered), rows=ordered))
+    return out
+
+
+class _Catalog:
+    """One catalog directory as parsed (or loaded from the cache) in this process."""
+
+    def __init__(
+        self,
+        region_rows: tuple[tuple[str, ...], ...],
+        groups: list[OfferGroup],
+        rows_blob: bytes | None = None,
+        rows: tuple[OfferRow, ...] | None = None,
+    ) -> None:
+        self.region_rows, self.groups = region_rows, groups
+        self._rows_blob, self._rows = rows_blob, rows
+
+    @property
+    def rows(self) -> tuple[OfferRow, ...]:
+        """Every offer row in file order (the catalog commands' view), unpickled on demand."""
+        if self._rows is None:
+            self._rows = pickle.loads(self._rows_blob or pickle.dumps(()))
+        return self._rows
+
+
+def _dump(rows: object) -> bytes:
+    return pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@cache
+def _parsed(directory: Path) -> _Catalog:
+    """
+    `directory` parsed: from the cache when its files are unchanged, else from the CSVs (and
+    the cache written). The cache holds the rows twice, once in file order and once per
+    region group, each as pickled bytes: a command unpickles only the part it reads.
     """
     cache_path = _cache_file(directory)
     if cache_path is not None:
-        cached = _read_cache(cache_path)
-        if cached is not None:
-            return cached
+        data = _read_cache(cache_path)
+        if data is not None:
+            groups = [OfferGroup(key, names, blob) for key, names, blob in data[3]]
+            return _Catalog(data[1], groups, rows_blob=data[2])
     offers = _offer_rows(directory / "offers.csv")
-    if cache_path is None:  # regions.csv missing: offers alone are still readable
-        return offers, (), _group(offers)
-    parsed = (offers, _region_rows(directory / "regions.csv"), _group(offers))
-    _write_cache(cache_path, (_CACHE_FORMAT, *parsed))
+    groups = _group(offers)
+    if cache_path is None:  # no regions.csv (offers alone still load) or no cache dir
+        return _Catalog((), groups, rows=offers)
+    parsed = _Catalog(_region_rows(directory / "regions.csv"), groups, rows=offers)
+    specs = tuple((g.target, g.region, g.country, g.jurisdiction) for g in groups)
+    blobs = tuple((key, g.names, _dump(g.rows)) for key, g in zip(specs, groups, strict=True))
+    _write_cache(cache_path, (_CACHE_FORMAT, parsed.region_rows, _dump(offers), blobs))
     return parsed
 
 
@@ -337,32 +433,15 @@ def clear_caches() -> None:
 @cache
 def read_offers(directory: Path) -> tuple[Offer, ...]:
     """Every offer in `directory/offers.csv`, flagged ones included; parsed once."""
-    return tuple(_offer(row) for row in _parsed(directory)[0])
+    return tuple(_offer(row) for row in _parsed(directory).rows)
 
 
 @cache
 def read_regions(directory: Path) -> dict[tuple[str, str], Region]:
     """Every region in `directory/regions.csv`, keyed by (target, region)."""
-    rows = _parsed(directory)[1] or _region_rows(directory / "regions.csv")  # names a gap
+    rows = _parsed(directory).region_rows or _region_rows(directory / "regions.csv")
     regions = (Region(*row) for row in rows)
     return {(r.target, r.region): r for r in regions}
-
-
-@dataclass(frozen=True)
-class OfferGroup:
-    """The offers of one (target, region): region-level rules are checked once per group."""
-
-    target: str
-    region: str
-    country: str
-    jurisdiction: str
-    rows: tuple[OfferRow, ...]
-
-    def instance_types(self) -> list[str]:
-        return [row[2] for row in self.rows]
-
-    def offers(self) -> list[Offer]:
-        return [_offer(row) for row in self.rows]
 
 
 def offer_groups(
@@ -378,13 +457,16 @@ def offer_groups(
     """
     wanted = _check_targets(targets) if targets is not None else None
     out = []
-    for key, rows in _parsed(catalog_dir())[2]:
-        if wanted is not None and key[0] not in wanted:
+    for group in _parsed(catalog_dir()).groups:
+        if wanted is not None and group.target not in wanted:
             continue
         if not include_flagged:
-            rows = tuple(row for row in rows if row[12] is None)
-        if rows:
-            out.append(OfferGroup(*key, rows))
+            rows = tuple(row for row in group.rows if row[12] is None)
+            if not rows:
+                continue
+            key = (group.target, group.region, group.country, group.jurisdiction)
+            group = OfferGroup(key, tuple(r[2] for r in rows), rows=rows)
+        out.append(group)
     return out
 
 

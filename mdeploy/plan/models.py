@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +108,20 @@ class Candidate:
         }
 
 
+class _Once:
+    """A zero-argument text builder that runs at most once."""
+
+    __slots__ = ("build", "text")
+
+    def __init__(self, build: Callable[[], str]) -> None:
+        self.build, self.text = build, None
+
+    def __call__(self) -> str:
+        if self.text is None:
+            self.text = self.build()
+        return self.text
+
+
 class Rejection(tuple):
     """
     Why one offer was not chosen: `code` (machine-readable kind: residency, target, access,
@@ -133,7 +146,7 @@ class Rejection(tuple):
         code: str = "",
     ) -> Rejection:
         if not isinstance(reason, str):
-            reason = cache(reason)  # built once, on first read
+            reason = _Once(reason)  # built once, on first read
         return tuple.__new__(cls, (target, region, instance_type, reason, code))
 
     _make = classmethod(tuple.__new__)  # from a ready (target, region, type, reason, code)

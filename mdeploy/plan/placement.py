@@ -30,7 +30,6 @@ from mdeploy.spec.models import Deployment
 __all__ = ["HOURS_PER_MONTH", "evaluate", "rank", "rank_catalog"]
 
 HOURS_PER_MONTH = 730  # 365 × 24 / 12, the cloud billing convention
-_INSTANCE_TYPE = itemgetter(2)  # of a catalog row
 _REJECTION_ORDER = itemgetter(0, 1, 2)  # a Rejection's (target, region, instance_type)
 
 
@@ -230,27 +229,37 @@ def rank_catalog(
     rules = _Rules(spec, blocked or {}, access or {})
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []
+    last, in_order = ("", ""), True  # groups sorted by (target, region): no sort needed
     for group in groups:
+        where = (group.target, group.region)
+        in_order, last = in_order and where > last, where
         problem = rules.region_problem((group.target, group.region, group.country,
                                         group.jurisdiction))  # fmt: skip
         if problem is not None:
             # One shared reason for the region; the rows become rejections without a Python
             # call per row (this loop is most of a plan over a large catalog).
             code, reason = problem
-            names = map(_INSTANCE_TYPE, group.rows)
+            names = group.instance_types()  # the rows themselves stay unpickled
             cols = zip(repeat(group.target), repeat(group.region), names, repeat(reason),
                        repeat(code))  # fmt: skip
             rejected.extend(map(Rejection._make, cols))
             continue
-        for offer in group.offers():
-            verdict = evaluate(offer, spec, sizing, rules=rules)
+        for view in group.views():  # rows in instance-type order
+            verdict = evaluate(view, spec, sizing, rules=rules)  # type: ignore[arg-type]
             (candidates if isinstance(verdict, Candidate) else rejected).append(verdict)
+    others: list[Rejection] = []
     for offer in offers:
         verdict = evaluate(offer, spec, sizing, rules=rules)
-        (candidates if isinstance(verdict, Candidate) else rejected).append(verdict)
+        (candidates if isinstance(verdict, Candidate) else others).append(verdict)
     candidates.sort(
         key=attrgetter("hourly_usd", "estimate", "gpu_count", "target", "region", "instance_type")
     )
+    others.sort(key=_REJECTION_ORDER)
+    if in_order and (
+        not rejected or not others or _REJECTION_ORDER(rejected[-1]) <= _REJECTION_ORDER(others[0])
+    ):
+        return candidates, rejected + others  # already in (target, region, type) order
+    rejected += others
     rejected.sort(key=_REJECTION_ORDER)
     return candidates, rejected
 

@@ -175,6 +175,8 @@ def test_access_is_checked_after_residency_and_target_before_allow_list():
 
 
 def test_rank_catalog_rejects_whole_regions_with_one_shared_reason():
+    import pickle
+
     from mdeploy.catalog._store import OfferGroup
 
     spec = make_spec(placement={"residency": ["EU"]})
@@ -184,13 +186,16 @@ def test_rank_catalog_rejects_whole_regions_with_one_shared_reason():
         for i in range(3)
     ]
     rows = tuple(tuple(vars(o).values()) for o in us_offers)
-    us = OfferGroup("aws", "us-east-1", "US", "US", rows)
-    eu = OfferGroup("aws", "eu-west-3", "FR", "EU", (tuple(vars(make_offer()).values()),))
+    names = tuple(r[2] for r in rows)
+    us = OfferGroup(("aws", "us-east-1", "US", "US"), names, pickle.dumps(rows))
+    eu_rows = (tuple(vars(make_offer()).values()),)
+    eu = OfferGroup(("aws", "eu-west-3", "FR", "EU"), ("ml.g6e.xlarge",), rows=eu_rows)
     candidates, rejected = rank_catalog([us, eu], [], spec, sizing)
     assert [c.region for c in candidates] == ["eu-west-3"]
     assert [r.instance_type for r in rejected] == ["t0", "t1", "t2"]
     assert {r.code for r in rejected} == {"residency"}
     assert len({id(r.reason) for r in rejected}) == 1  # formatted once for the region
+    assert us._rows is None  # a region rejected whole is never unpickled
 
 
 def test_memory_reason_is_built_only_when_read():
@@ -228,3 +233,22 @@ def test_eu_example_over_the_bundled_catalog_chooses_no_opt_in_region():
         update={"placement": spec.placement.model_copy(update={"regions": ["eu-south-2"]})}
     )
     assert {c.region for c in make_plan(named).candidates} == {"eu-south-2"}
+
+
+@pytest.mark.parametrize("residency", [["EU"], [], ["US", "CH"]])
+def test_group_fast_path_ranks_exactly_like_offer_by_offer(residency):
+    """make_plan's region groups give the same candidates and rejections, in the same order."""
+    from mdeploy.catalog import load_offers, load_regions
+    from mdeploy.plan import make_plan
+
+    spec = make_spec(placement={"residency": residency, "regions": ["eu-south-2", "eu-west-1"]}
+                     if residency == ["EU"] else {"residency": residency})  # fmt: skip
+    sizing = size_model(MISTRAL_7B, spec.model, spec.serving)
+    access = {key: r.access for key, r in load_regions().items()}
+    offers = load_offers(["aws", "azure", "gcp", "coreweave"], include_flagged=True)
+    candidates, rejected = rank(offers, spec, sizing, access=access)
+    plan = make_plan(spec)
+    assert [c.to_json() for c in plan.candidates] == [c.to_json() for c in candidates]
+    assert [(r.to_json(), r.code) for r in plan.rejected] == [
+        (r.to_json(), r.code) for r in rejected
+    ]
