@@ -241,7 +241,10 @@ def _region_rows(path: Path) -> tuple[tuple[str, ...], ...]:
 
 
 def _cache_file(directory: Path) -> Path | None:
-    """Where the parsed form of `directory` is cached: keyed by its files' size and mtime."""
+    """
+    Where the parsed form of `directory` is cached: `catalog-<directory>-<state>.pickle`, the
+    state being mdeploy's version and both files' size and mtime.
+    """
     from mdeploy import __version__
 
     try:
@@ -255,9 +258,9 @@ def _cache_file(directory: Path) -> Path | None:
         except (RuntimeError, KeyError):  # no home directory: run without a cache
             return None
     files = [(s.st_size, s.st_mtime_ns) for s in stats]
-    key = repr((__version__, _CACHE_FORMAT, str(directory), files))
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return Path(base) / "mdeploy" / f"catalog-{digest}.pickle"
+    where = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
+    state = hashlib.sha256(repr((__version__, _CACHE_FORMAT, files)).encode()).hexdigest()[:12]
+    return Path(base) / "mdeploy" / f"catalog-{where}-{state}.pickle"
 
 
 def _valid(data: object) -> bool:
@@ -282,12 +285,19 @@ def _read_cache(path: Path) -> tuple[Any, ...] | None:
 
 
 def _write_cache(path: Path, data: object) -> None:
-    """Atomic write; a cache that cannot be written (read-only home) is not an error."""
+    """
+    Atomic write, replacing the caches of earlier states of the same directory; a cache that
+    cannot be written (read-only home) is not an error.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(tmp, path)
+        prefix = path.name.rsplit("-", 1)[0]
+        for stale in path.parent.glob(f"{prefix}-*.pickle"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
     except OSError:
         pass
 

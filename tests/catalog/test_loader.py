@@ -139,7 +139,9 @@ def test_parsed_catalog_is_cached_on_disk_and_reused(tmp_path: Path, monkeypatch
         fh.write("\n")
     _fresh_process_view(tmp_path)
     assert calls == [tmp_path / "offers.csv"]
-    assert cache_file.exists()
+    # The new state's cache replaces the old one: stale files do not pile up.
+    [now] = (Path(os.environ["XDG_CACHE_HOME"]) / "mdeploy").glob("catalog-*.pickle")
+    assert now != cache_file and not cache_file.exists()
 
 
 def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
