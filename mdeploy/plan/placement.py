@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import attrgetter, itemgetter
 
-from mdeploy.catalog._store import OfferGroup
+from mdeploy.catalog._store import OfferGroup, OfferView
 from mdeploy.catalog.models import Offer
 from mdeploy.plan import policy
 from mdeploy.plan.engine import engine_args
@@ -30,10 +30,11 @@ from mdeploy.spec.models import Deployment
 __all__ = ["HOURS_PER_MONTH", "evaluate", "rank", "rank_catalog"]
 
 HOURS_PER_MONTH = 730  # 365 × 24 / 12, the cloud billing convention
+OfferLike = Offer | OfferView  # the planner only reads offers: a catalog row view will do
 _REJECTION_ORDER = itemgetter(0, 1, 2)  # a Rejection's (target, region, instance_type)
 
 
-def _reject(offer: Offer, code: str, reason: str | Callable[[], str]) -> Rejection:
+def _reject(offer: OfferLike, code: str, reason: str | Callable[[], str]) -> Rejection:
     return Rejection(offer.target, offer.region, offer.instance_type, reason, code)
 
 
@@ -60,7 +61,7 @@ class _Rules:
         self.shapes: dict[tuple[int, str, int, float], tuple[str, str] | Fit] = {}
         self.args: dict[int, list[str]] = {}
 
-    def shape(self, offer: Offer, sizing: Sizing) -> tuple[str, str] | Fit:
+    def shape(self, offer: OfferLike, sizing: Sizing) -> tuple[str, str] | Fit:
         """(code, reason) if this GPU × count cannot run the model, else its Fit; memoised."""
         key = (id(sizing), offer.gpu, offer.gpu_count, offer.gpu_memory_gib)
         if key not in self.shapes:
@@ -104,7 +105,7 @@ class _Rules:
         return None
 
 
-def _rule_problem(offer: Offer, spec: Deployment, rules: _Rules) -> Rejection | None:
+def _rule_problem(offer: OfferLike, spec: Deployment, rules: _Rules) -> Rejection | None:
     """The first placement rule (not memory) that `offer` breaks, if any."""
     placement = spec.placement
     problem = rules.region_problem((offer.target, offer.region, offer.country, offer.jurisdiction))
@@ -132,7 +133,9 @@ def _rule_problem(offer: Offer, spec: Deployment, rules: _Rules) -> Rejection | 
     return None
 
 
-def _memory_reason(offer: Offer, fit_required: float, fit_usable: float, spec: Deployment) -> str:
+def _memory_reason(
+    offer: OfferLike, fit_required: float, fit_usable: float, spec: Deployment
+) -> str:
     hints = []
     if spec.serving.kv_cache_dtype != "fp8":
         hints.append("kv_cache_dtype: fp8")
@@ -145,7 +148,7 @@ def _memory_reason(offer: Offer, fit_required: float, fit_usable: float, spec: D
     )
 
 
-def _shape(offer: Offer, sizing: Sizing, spec: Deployment) -> tuple[str, str] | Fit:
+def _shape(offer: OfferLike, sizing: Sizing, spec: Deployment) -> tuple[str, str] | Fit:
     """Precision, tensor parallel and memory arithmetic: they depend on the GPU shape only."""
     precision = precision_problem(offer.gpu, sizing)
     if precision:
@@ -162,7 +165,7 @@ def _shape(offer: Offer, sizing: Sizing, spec: Deployment) -> tuple[str, str] | 
 
 
 def evaluate(
-    offer: Offer,
+    offer: OfferLike,
     spec: Deployment,
     sizing: Sizing,
     blocked: Mapping[str, str] | None = None,
@@ -245,7 +248,7 @@ def rank_catalog(
             rejected.extend(map(Rejection._make, cols))
             continue
         for view in group.views():  # rows in instance-type order
-            verdict = evaluate(view, spec, sizing, rules=rules)  # type: ignore[arg-type]
+            verdict = evaluate(view, spec, sizing, rules=rules)
             (candidates if isinstance(verdict, Candidate) else rejected).append(verdict)
     others: list[Rejection] = []
     for offer in offers:
