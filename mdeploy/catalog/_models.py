@@ -77,6 +77,7 @@ _QKV_BIAS_TYPES = ("qwen2", "qwen2_moe")
 _QK_NORM_TYPES = ("qwen3", "qwen3_moe", "gemma3_text", "olmo2")
 _EXPERT_KEYS = ("n_routed_experts", "num_experts", "num_local_experts")
 _MAX_INT = 2**31 - 1  # no config dimension is larger; guards against hostile configs
+_MAX_COUNT = 100_000  # layers, experts: sanity ceilings (lists are built per layer)
 _MAX_DEPTH = 8
 _MAX_ITEMS = 20_000
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -131,12 +132,18 @@ def read_config(path: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _int(
-    config: Mapping[str, Any], key: str, where: str, *, default: int | None = None, low: int = 1
+    config: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    default: int | None = None,
+    low: int = 1,
+    high: int = _MAX_INT,
 ) -> int:
     value = config.get(key, default) if config.get(key) is not None else default
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_INT:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InputError(
-            f"{where}: {key} is missing or not an integer in {low}..{_MAX_INT} "
+            f"{where}: {key} is missing or not an integer in {low}..{high} "
             f"({str(config.get(key))[:40]!r})",
             hint=_UNKNOWN_HINT,
         )
@@ -230,7 +237,7 @@ def _expert_count(c: Mapping[str, Any], where: str) -> tuple[str, int] | None:
         names = " and ".join(f"{k}={v!r}" for k, v in found)
         raise InputError(f"{where}: {names} disagree; cannot tell how many experts there are")
     key = found[0][0]
-    return key, _int(c, key, where)
+    return key, _int(c, key, where, high=_MAX_COUNT)
 
 
 def _moe_layers(c: Mapping[str, Any], where: str, key: str, layers: int) -> list[int]:
@@ -451,7 +458,7 @@ def architecture_from_mapping(
     _guard(raw, where)
     c = _text_config(raw)
     hidden = _int(c, "hidden_size", where)
-    layers = _int(c, "num_hidden_layers", where)
+    layers = _int(c, "num_hidden_layers", where, high=_MAX_COUNT)
     vocab = _int(c, "vocab_size", where)
     attn = _attention(c, where, hidden)
     mlp = _mlp(c, where, hidden, layers)
