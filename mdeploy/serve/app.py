@@ -233,7 +233,6 @@ class Adapter:
             route = request.path if request.path in ENGINE_POST_ROUTES else None
             await self._forward(request, send, raw, body, route)
             return
-        del raw, body  # only the instances are needed from here on
         instances, parameters = batch
         if len(instances) > self.config.max_instances:
             raise HTTPError(
@@ -243,7 +242,6 @@ class Adapter:
                 "too_many_instances",
             )
         bodies = [instance_body(i, x, parameters) for i, x in enumerate(instances)]
-        del instances
         outcome = await until_disconnect(request.receive, self._fan_out(request, bodies))
         if isinstance(outcome, Answer):  # all-or-nothing, as Vertex's predict is
             headers = [(b"content-type", outcome.content_type.encode("latin-1"))]

@@ -6,25 +6,25 @@ I/O. The one secret it may hold, the API key, is kept out of its repr and never 
 
 Variables read here (all optional):
 
-=========================  ======================================================
-MDEPLOY_PLATFORM           auto | sagemaker | vertex | azureml | plain
-MDEPLOY_ENGINE_URL         an engine already running; the adapter then owns none
-MDEPLOY_ENGINE_PORT        loopback port of the engine the adapter starts (8000)
-MDEPLOY_MAX_BODY_BYTES     request size limit (6 MiB)
-MDEPLOY_ENGINE_TIMEOUT     seconds to wait for engine bytes before a 504 (300)
-MDEPLOY_READY_TTL          seconds a readiness answer is reused (1)
-MDEPLOY_PROBE_TIMEOUT      seconds one engine /health probe may take (1)
-MDEPLOY_GRACE_SECONDS      drain time for in-flight requests on SIGTERM (25)
-MDEPLOY_API_KEY            when set, every route but liveness/readiness needs
-                           `Authorization: Bearer <key>` (else 401)
-MDEPLOY_MAX_INSTANCES      most Vertex `instances` in one predict request (1024);
-                           more is answered 413 before any engine call
-MDEPLOY_FANOUT_CONNECTIONS engine connections all Vertex fan-outs share (64)
-MDEPLOY_HEADER_TIMEOUT     seconds a client has to send a request's headers (10)
-MDEPLOY_BODY_TIMEOUT       seconds a client has to send a request's body (60)
-MDEPLOY_MAX_CONNECTIONS    open client connections before new requests get 503 (1024)
-MDEPLOY_ACCESS_LOG         1: one access line per request at INFO (default: only 5xx)
-=========================  ======================================================
+==========================  ======================================================
+MDEPLOY_PLATFORM            auto | sagemaker | vertex | azureml | plain
+MDEPLOY_ENGINE_URL          an engine already running; the adapter then owns none
+MDEPLOY_ENGINE_PORT         loopback port of the engine the adapter starts (8000)
+MDEPLOY_MAX_BODY_BYTES      request size limit (6 MiB)
+MDEPLOY_ENGINE_TIMEOUT      seconds to wait for engine bytes before a 504 (300)
+MDEPLOY_READY_TTL           seconds a readiness answer is reused (1)
+MDEPLOY_PROBE_TIMEOUT       seconds one engine /health probe may take (1)
+MDEPLOY_GRACE_SECONDS       drain time for in-flight requests on SIGTERM (25)
+MDEPLOY_API_KEY             when set, every route but liveness/readiness needs
+                            `Authorization: Bearer <key>` (else 401)
+MDEPLOY_MAX_INSTANCES       most Vertex `instances` in one predict request (1024);
+                            more is answered 413 before any engine call
+MDEPLOY_FANOUT_CONNECTIONS  engine connections all Vertex fan-outs share (64)
+MDEPLOY_HEADER_TIMEOUT      seconds a client has to send a request's headers (10)
+MDEPLOY_BODY_TIMEOUT        seconds a client has to send a request's body (60)
+MDEPLOY_MAX_CONNECTIONS     open client connections before new requests get 503 (1024)
+MDEPLOY_ACCESS_LOG          1: one access line per request at INFO (default: only 5xx)
+==========================  ======================================================
 
 The grace default stays under SageMaker's 30 s between SIGTERM and SIGKILL. The API key is
 for Kubernetes and plain hosts (the target passes its generated Secret); on SageMaker, Vertex
@@ -32,7 +32,8 @@ and Azure ML the platform authenticates callers before the container sees them.
 
 The header and body timeouts are deadlines for the whole header block and the whole body, not
 for each read, so a client dripping a byte at a time (slowloris) is cut off all the same; the
-connection cap bounds the file handles idle or slow clients can hold.
+connection cap bounds the file handles idle or slow clients can hold (probes count against it
+too: keep it well above the platform's concurrency, the header timeout clears slow clients).
 """
 
 from __future__ import annotations

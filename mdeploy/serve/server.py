@@ -4,6 +4,12 @@ Run the adapter: start the engine when we own it, serve with uvicorn, exit with 
 Exit codes: 0 after a normal stop; 1 when the owned engine exited (the platform should restart
 the container); on SIGTERM / SIGINT uvicorn drains in-flight requests for the grace period,
 the engine is stopped, and the process ends by that signal, as a container runtime expects.
+
+uvicorn runs on uvloop with the httptools parser when they are installed (`mdeploy[serve]`
+pulls `uvicorn[standard]`; the vLLM base image has them through `fastapi[standard]`), which
+more than halves the CPU each request costs; without them it falls back to asyncio and h11.
+The protocol adds a header deadline and write corking (`protocol.py`); the body deadline, the
+API key and the Vertex fan-out bound are the app's (`app.py`); all limits are in `config.py`.
 """
 
 from __future__ import annotations
