@@ -227,6 +227,7 @@ class _Mlp:
     experts_active: int  # all layers: the routed experts one token uses
     other: int  # routers and expert biases
     kind: str  # dense | moe | moe-fine
+    widths: tuple[int, ...] = ()  # intermediate sizes the TP ranks split
 
 
 def _expert_count(c: Mapping[str, Any], where: str) -> tuple[str, int] | None:
@@ -265,7 +266,7 @@ def _mlp(c: Mapping[str, Any], where: str, hidden: int, layers: int) -> _Mlp:
     experts = _expert_count(c, where)
     if experts is None:
         inter = _int(c, "intermediate_size", where)
-        return _Mlp(layers * 3 * hidden * inter, 0, 0, 0, "dense")
+        return _Mlp(layers * 3 * hidden * inter, 0, 0, 0, "dense", (inter,))
     key, count = experts
     moe = _moe_layers(c, where, key, layers)
     fine = c.get("moe_intermediate_size") is not None
@@ -287,13 +288,16 @@ def _mlp(c: Mapping[str, Any], where: str, hidden: int, layers: int) -> _Mlp:
         other += len(moe) * (count + count * (2 * expert_inter + hidden))
     dense_layers = layers - len(moe)
     dense = len(moe) * shared
+    widths: tuple[int, ...] = (expert_inter,)
     if dense_layers:
         dense_key = (
             "intermediate_size_mlp" if c.get("intermediate_size_mlp") else "intermediate_size"
         )
-        dense += dense_layers * 3 * hidden * _int(c, dense_key, where)
+        widths += (_int(c, dense_key, where),)
+        dense += dense_layers * 3 * hidden * widths[-1]
     kind = "moe-fine" if fine or shared else "moe"
-    return _Mlp(dense, len(moe) * count * one_expert, len(moe) * top_k * one_expert, other, kind)
+    routed, active = len(moe) * count * one_expert, len(moe) * top_k * one_expert
+    return _Mlp(dense, routed, active, other, kind, widths)
 
 
 def _layer_types(c: Mapping[str, Any], where: str, layers: int) -> list[str] | None:
@@ -443,6 +447,15 @@ def _quantization(raw: Mapping[str, Any], text: Mapping[str, Any], where: str) -
     return fmt, bits, _unquantized_parts(q)
 
 
+def _quant_block(raw: Mapping[str, Any], text: Mapping[str, Any]) -> int | None:
+    """weight_block_size[0] of a block-quantized checkpoint (DeepSeek-style fp8), else None."""
+    q = raw.get("quantization_config") or text.get("quantization_config")
+    block = q.get("weight_block_size") if isinstance(q, Mapping) else None
+    if isinstance(block, list) and block and isinstance(block[0], int) and 0 < block[0] < 2**16:
+        return block[0]
+    return None
+
+
 # ---------------------------------------------------------------- the one code path
 
 
@@ -493,6 +506,7 @@ def architecture_from_mapping(
         params_b_active=active,
         expert_params_b=mlp.experts / 1e9,
         attention_params_b=layers * attn.params / 1e9,
+        mlp_params_b=mlp.dense / 1e9,
         vision_params_b=vision / 1e9,
         kv_width=attn.kv_width,
         sliding_layers=sliding,
@@ -501,6 +515,8 @@ def architecture_from_mapping(
         checkpoint_bits=bits,
         unquantized=unquantized,
         torch_dtype=str(dtype) if isinstance(dtype, str) else None,
+        quant_block=_quant_block(raw, c),
+        tp_widths=mlp.widths,
     )
 
 

@@ -109,6 +109,7 @@ class ModelArchitecture:
     params_b_active: float | None = None  # per token, MoE only
     expert_params_b: float = 0.0  # routed experts
     attention_params_b: float = 0.0  # attention projections (all layers)
+    mlp_params_b: float | None = None  # dense MLPs and shared experts; None: v1 (no split)
     vision_params_b: float = 0.0  # vision tower + projector
     # ---- v2: KV cache layout
     kv_width: int | None = None  # None: 2 x kv_heads x head_dim
@@ -119,6 +120,8 @@ class ModelArchitecture:
     checkpoint_bits: float | None = None  # bits per quantized weight, scales included
     unquantized: tuple[str, ...] = ()  # parts kept 16-bit: attention, mlp, experts
     torch_dtype: str | None = None
+    quant_block: int | None = None  # weight_block_size of a block-quantized checkpoint
+    tp_widths: tuple[int, ...] = ()  # MLP intermediate sizes each TP rank takes a slice of
     # ---- v2: catalog facts
     family: str | None = None
     release_date: str | None = None

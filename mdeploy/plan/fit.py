@@ -5,13 +5,20 @@ Pure arithmetic on an architecture and an offer's GPU shape, plus the GPU table'
 capability: no I/O. Every number the rule uses is reported back, so a person can check a
 verdict by hand.
 
-Tensor parallelism as vLLM applies it (vllm/model_executor/models/*, checked 2026-12-06):
+Tensor parallelism as vLLM applies it (checked 2026-12-06):
   - TP must divide the attention heads; GQA KV heads are split while tp <= kv_heads and
     replicated past it (tp must then be a multiple of kv_heads), so KV per GPU is
-    KV / min(tp, kv_heads);
-  - MLA (DeepSeek-V3, Mistral Large 3) caches one latent vector per token and layer that every
-    TP rank holds in full: KV per GPU = KV, whatever the TP;
-  - MoE experts are sharded across the TP ranks (or EP ranks, same total): weights / tp.
+    KV / min(tp, kv_heads): the asserts and comments of vllm/model_executor/models/
+    deepseek_v2.py and llama.py (docs.vllm.ai/en/latest/api/vllm/model_executor/models/
+    deepseek_v2/, "we partition the KV heads" / "we replicate the KV heads");
+  - MLA (DeepSeek-V3, Mistral Large 3) caches one latent of kv_lora_rank + qk_rope_head_dim
+    per token and layer, shape [blocks, block_size, 1, kv_lora_rank + qk_rope_head_dim] on
+    every TP rank (vllm/distributed/kv_transfer/kv_connector/utils.py comment, docs.vllm.ai
+    v0.9.0): KV per GPU = KV, whatever the TP;
+  - MoE experts are sharded across the TP ranks (or EP ranks, same total): weights / tp;
+  - a block-quantized fp8 checkpoint needs each rank's intermediate slice to be a multiple of
+    the block (vllm fp8.py create_weights; vllm-project/vllm#17569: Qwen3-235B-A22B-FP8 at
+    TP8, 1536 / 8 = 192 not divisible by 128).
 """
 
 from __future__ import annotations
@@ -84,6 +91,8 @@ class Sizing:
     arch_class: str = "dense"
     params_b_active: float | None = None
     license: License | None = None
+    quant_block: int | None = None
+    tp_widths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,11 +130,17 @@ def _embedding_params(arch: ModelArchitecture) -> float:
 
 
 def _checkpoint_bytes(arch: ModelArchitecture, linear: float) -> float:
-    """A pre-quantized checkpoint: quantized parts at its bits, excluded parts at 16 bits."""
+    """
+    A pre-quantized checkpoint: quantized parts at its bits, excluded parts at 16 bits.
+
+    Norms, routers and biases (what is left of `linear` after the three parts) stay 16-bit;
+    a v1 entry without the split counts everything as MLP.
+    """
     assert arch.checkpoint_bits is not None
     experts = arch.expert_params_b * 1e9
     attention = arch.attention_params_b * 1e9
-    parts = {"experts": experts, "attention": attention, "mlp": linear - experts - attention}
+    mlp = linear - experts - attention if arch.mlp_params_b is None else arch.mlp_params_b * 1e9
+    parts = {"experts": experts, "attention": attention, "mlp": mlp}
     quantized = sum(n for part, n in parts.items() if part not in arch.unquantized)
     return quantized * arch.checkpoint_bits / 8 + (linear - quantized) * 2
 
@@ -194,6 +209,8 @@ def size_model(arch: ModelArchitecture, model: ModelSpec, serving: Serving) -> S
         arch_class=arch.classes,
         params_b_active=arch.params_b_active,
         license=arch.license,
+        quant_block=arch.quant_block if pre_quantized else None,
+        tp_widths=arch.tp_widths,
     )
 
 
@@ -203,6 +220,14 @@ def tensor_parallel_problem(tp: int, sizing: Sizing) -> str | None:
         return f"{tp} GPUs: tensor parallel runs on 1, 2, 4 or 8 GPUs"
     if sizing.attention_heads % tp:
         return f"tensor parallel {tp} does not divide {sizing.attention_heads} attention heads"
+    block = sizing.quant_block
+    for width in sizing.tp_widths if block else ():
+        if width % tp or (width // tp) % block:
+            return (
+                f"tensor parallel {tp}: the block-quantized checkpoint's intermediate size "
+                f"{width} / {tp} is not a multiple of its {block}-wide quantization blocks "
+                "(vLLM refuses to load it); use fewer GPUs"
+            )
     if sizing.kv_replicated:
         return None  # MLA: one latent per token, replicated on every rank
     if sizing.kv_heads % tp and tp % sizing.kv_heads:
