@@ -1,9 +1,14 @@
-"""Hostile YAML is refused fast, with exit 2, before anything is constructed."""
+"""
+Hostile YAML is refused with exit 2 before anything is constructed.
+
+"Fast" is a property of the limits (bytes, depth, aliases and nodes are counted while
+composing, so the work is bounded), not a timing asserted here: a loaded CI box makes
+wall-clock assertions flaky. The timings live in benchmarks/.
+"""
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +16,6 @@ import pytest
 from mdeploy.errors import EXIT_INPUT, InputError, SpecError
 from mdeploy.spec import load_spec
 from mdeploy.spec._yaml import MAX_ALIASES, MAX_BYTES, MAX_DEPTH, MAX_NODES
-
-FAST = 2.0  # seconds; generous for CI, each case takes milliseconds here
 
 
 def billion_laughs() -> str:
@@ -24,10 +27,8 @@ def billion_laughs() -> str:
 
 
 def refused(path: Path) -> SpecError:
-    start = time.perf_counter()
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    assert time.perf_counter() - start < FAST
     assert info.value.exit_code == EXIT_INPUT
     return info.value
 
@@ -185,9 +186,7 @@ def test_hostile_inputs_exit_2_from_the_cli(write, tmp_path, cli):
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\x00\xff")
     for path in [*cases, binary]:
-        start = time.perf_counter()
         result = cli("validate", path)
-        assert time.perf_counter() - start < FAST
         assert result.exit_code == EXIT_INPUT, result.output
         assert "Traceback" not in result.output
 
