@@ -31,7 +31,7 @@ SIZED = [e for e in ENTRIES if isinstance(e.get("config"), dict)]
 NAME_SIZES = {
     "mistralai/Ministral-3-8B-Instruct-2512": "8 is the name; the config computes 8.94 B",
     "mistralai/Ministral-3-3B-Instruct-2512": "3 is the name; the text config computes 3.43 B",
-    "google/gemma-3-4b-it": "4.0 is the name; the config computes 4.31 B (Google: 4.3 B)",
+    "google/gemma-3-4b-it": "4.0 is the name; the config computes 4.31 B",
 }
 
 
