@@ -16,7 +16,8 @@ Test controls, which vLLM does not have: a body key `x_fake` with `status` (answ
 error status), `delay` (seconds before answering), `chunks` and `chunk_delay` (shape of a
 stream), `crash` (exit the process mid-request), `crash_after` (exit after that many stream
 events). `GET /fake/requests` lists the requests received (path, headers, body);
-`GET /fake/stats` counts health probes and requests aborted because their client hung up;
+`GET /fake/stats` counts health probes, generation requests received, and requests aborted
+because their client hung up;
 `POST /fake/crash` exits at once. Unknown flags (vLLM's own, e.g. `--max-model-len`) are
 accepted and listed in `/fake/argv`.
 """
@@ -53,6 +54,7 @@ class FakeEngine:
         self.counter = 0
         self.health_calls = 0
         self.aborted = 0
+        self.received = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -109,7 +111,8 @@ class FakeEngine:
         await json_reply(send, 200, list(self.seen))
 
     async def stats(self, scope: dict, body: bytes, send: Any, receive: Any) -> None:
-        await json_reply(send, 200, {"health_calls": self.health_calls, "aborted": self.aborted})
+        stats = {"health_calls": self.health_calls, "aborted": self.aborted}
+        await json_reply(send, 200, {**stats, "received": self.received})
 
     async def show_argv(self, scope: dict, body: bytes, send: Any, receive: Any) -> None:
         await json_reply(send, 200, {"argv": self.argv, "unknown": self.extra})
@@ -125,6 +128,7 @@ class FakeEngine:
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.seen.append({"path": scope["path"], "headers": headers, "body": req})
+        self.received += 1
         ctl = req.get("x_fake") or {}
         if ctl.get("crash"):
             os._exit(3)

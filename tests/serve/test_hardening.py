@@ -224,16 +224,25 @@ NON_STREAMING = [
 ]
 
 
-def _send_and_hang_up(url: str, path: str, body: dict) -> None:
+def _send_and_hang_up(url: str, path: str, body: dict, engine, calls: int) -> None:
+    """Send the request, wait until the engine is "generating" it, then hang up."""
     host, port = url.removeprefix("http://").split(":")
     payload = json.dumps(body).encode()
     head = (
         f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
         f"authorization: Bearer {KEY}\r\ncontent-length: {len(payload)}\r\n\r\n"
     ).encode()
+
+    def received() -> int:
+        return engine.get("/fake/stats").json()["received"]
+
+    before = received()
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(head + payload)
-        time.sleep(0.5)  # the request has reached the engine, which is "generating"
+        deadline = time.monotonic() + 15
+        while received() < before + calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received() >= before + calls, "the request never reached the engine"
 
 
 @pytest.mark.parametrize(("platform", "path", "body", "calls"), NON_STREAMING)
@@ -241,7 +250,7 @@ def test_a_client_hang_up_cancels_a_non_streaming_engine_request(
     adapters, engine, platform, path, body, calls
 ):
     before = _aborted(engine)
-    _send_and_hang_up(adapters[platform].url, path, body)
+    _send_and_hang_up(adapters[platform].url, path, body, engine, calls)
     deadline = time.monotonic() + 15  # far less than the 30 s the engine would take
     while _aborted(engine) < before + calls and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -325,7 +334,9 @@ def test_connections_over_the_cap_get_503(procs, engine):
     host, port = adapter.url.removeprefix("http://").split(":")
     idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(8)]
     try:
-        time.sleep(0.2)  # let the server accept them
+        deadline = time.monotonic() + 10  # until the server has accepted all eight
+        while adapter.get("/live").status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert adapter.get("/live").status_code == 503
     finally:
         for s in idle:
