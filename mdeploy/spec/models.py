@@ -51,6 +51,7 @@ _SECRET_REF = re.compile(
     r"|gcp-sm:\S+"
     r"|k8s:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-._A-Za-z0-9]+)$"
 )
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODEL_SOURCE = re.compile(r"^(hf|s3|gs|az)://\S+$")
 SECRET_REF_FORMS = (
     "env:NAME, file:PATH, aws-sm:ARN, azure-kv:VAULT/NAME, gcp-sm:NAME, k8s:SECRET/KEY"
@@ -68,7 +69,8 @@ MAX_USD_HOUR = 1_000_000.0  # USD per hour: a node's price, a budget
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: .inf/.nan would reach --json as Infinity/NaN, which is not JSON.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Metadata(_Strict):
@@ -236,6 +238,19 @@ def _secret_reference(ref: str) -> str:
     return ref
 
 
+def _env_var_name(name: str) -> str:
+    """
+    A secret's name becomes an environment variable in the container; the image's boot step
+    exports it, and a name the shell cannot export would crash-loop the container at start.
+    """
+    if not _ENV_NAME.match(name):
+        raise ValueError(
+            "secret names are environment variable names: letters, digits and _, "
+            "not starting with a digit (e.g. HF_TOKEN)"
+        )
+    return name
+
+
 class Serving(_Strict):
     engine: Annotated[Literal["vllm"], Field(description="Inference engine.")] = "vllm"
     image: Annotated[
@@ -259,7 +274,10 @@ class Serving(_Strict):
         dict[str, EngineArgValue], Field(description="Extra vLLM flags, without leading dashes.")
     ] = {}
     secrets: Annotated[
-        dict[str, Annotated[str, AfterValidator(_secret_reference)]],
+        dict[
+            Annotated[str, AfterValidator(_env_var_name)],
+            Annotated[str, AfterValidator(_secret_reference)],
+        ],
         Field(description=f"Env var → secret reference ({SECRET_REF_FORMS}); never values."),
     ] = {}
 
@@ -277,13 +295,15 @@ class KubernetesPool(_Strict):
     gpu: Annotated[str, Field(min_length=1, description="GPU model, e.g. H100, L40S.")]
     gpu_count: Annotated[int, Field(ge=1, le=16, description="GPUs per node.")]
     gpu_memory_gib: Annotated[
-        float | None, Field(gt=0, description="Usable GiB per GPU; default from the catalog.")
+        float | None,
+        Field(gt=0, le=MAX_GIB, description="Usable GiB per GPU; default from the catalog."),
     ] = None
     gpu_class: Annotated[
         str | None, Field(description="Value of the GPU class node label for this pool.")
     ] = None
     hourly_usd: Annotated[
-        float | None, Field(ge=0, description="Cost of one node per hour, if known.")
+        float | None,
+        Field(ge=0, le=MAX_USD_HOUR, description="Cost of one node per hour, if known."),
     ] = None
     region: Annotated[str, Field(description="Cluster region or site.")] = "cluster"
     country: Annotated[
@@ -315,7 +335,7 @@ class Placement(_Strict):
     regions: Annotated[list[str], Field(description="Optional region allow-list.")] = []
     gpus: Annotated[list[str], Field(description="Optional GPU allow-list, e.g. [L4, H100].")] = []
     max_hourly_usd: Annotated[
-        float | None, Field(gt=0, description="Budget per replica, USD per hour.")
+        float | None, Field(gt=0, le=MAX_USD_HOUR, description="Budget per replica, USD per hour.")
     ] = None
     kubernetes: Annotated[
         KubernetesPlacement | None, Field(description="Cluster settings for coreweave/kubernetes.")
@@ -378,4 +398,6 @@ class Deployment(_Strict):
         Field(description="Overlays deep-merged over this spec by --env NAME."),
     ] = {}
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
