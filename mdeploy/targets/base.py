@@ -9,21 +9,39 @@ reason and a fix-it hint: `check_prerequisites` and `unsupported` never return a
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from mdeploy.errors import CloudError, InputError
 
 if TYPE_CHECKING:
     from mdeploy.plan.models import Candidate
     from mdeploy.spec.models import Deployment
 
 __all__ = [
+    "HEALTH_STATES",
+    "REVISION_ENV",
     "EndpointArgs",
+    "EndpointHealth",
+    "NotFoundError",
+    "Ops",
     "QuotaProblem",
     "Target",
+    "TrafficOps",
+    "VersionHealth",
+    "VersionSpec",
+    "base_version",
     "image_with_registry",
+    "percentages",
+    "refuse_removal",
     "repository_of",
     "startup_timeout_s",
+    "total_replicas",
+    "validate_version_name",
+    "validate_weights",
 ]
 
 
@@ -176,6 +194,269 @@ class QuotaProblem:
         )
 
 
+# ---- the day-2 contract -----------------------------------------------------------------
+
+
+class NotFoundError(CloudError):
+    """The cloud says the endpoint, version or operation does not exist (HTTP 404 and kin).
+
+    Raised by every target's ops instead of a CloudError whose text a caller would have to
+    match ("HTTP 404"), so that "already gone" can be told from "failed" by type.
+    """
+
+
+# The container environment variable every target sets to the model's revision (podspec,
+# container_env, engine_environment): how status reads a version's revision back.
+REVISION_ENV = "MDEPLOY_MODEL_REVISION"
+
+# One vocabulary for every platform; each target maps its own states onto it.
+HEALTH_STATES = ("ready", "updating", "loading", "unhealthy", "failed", "unreachable", "unknown")
+
+
+@dataclass(frozen=True)
+class VersionHealth:
+    """One version of the model behind an endpoint and its share of the traffic.
+
+    A SageMaker production variant, an Azure ML deployment, a Vertex deployed model or a
+    Kubernetes Deployment: `name` is what `set_traffic` and `remove_version` take.
+    """
+
+    name: str
+    traffic_percent: int
+    image: str | None = None
+    model_revision: str | None = None
+    replicas: int | None = None
+    state: str | None = None  # the platform's own word for this version, as reported
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "traffic_percent": self.traffic_percent,
+            "image": self.image,
+            "model_revision": self.model_revision,
+            "replicas": self.replicas,
+            "state": self.state,
+        }
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """What `status()` returns on every target: the one shape of `mdeploy status --json`.
+
+    `state` is one of HEALTH_STATES; `detail` is a line for a person when the state needs
+    one (why unknown, how to reach it); `details` holds the platform's own facts (endpoint
+    config name, failure reason, auth mode, ...) for whoever needs more.
+    """
+
+    state: str
+    url: str | None = None
+    region: str | None = None
+    versions: list[VersionHealth] = field(default_factory=list)
+    replicas: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in HEALTH_STATES:
+            raise ValueError(f"health state {self.state!r} is not one of {HEALTH_STATES}")
+
+    @property
+    def traffic(self) -> dict[str, int]:
+        """Version name → percent of the live traffic."""
+        return {v.name: v.traffic_percent for v in self.versions}
+
+    def version(self, name: str) -> VersionHealth:
+        """The version called `name`; NotFoundError names the ones that exist."""
+        for version in self.versions:
+            if version.name == name:
+                return version
+        raise NotFoundError(
+            f"no version {name!r} on this endpoint",
+            hint=f"versions: {', '.join(v.name for v in self.versions) or 'none'}",
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "url": self.url,
+            "region": self.region,
+            "versions": [v.to_json() for v in self.versions],
+            "replicas": self.replicas,
+            "detail": self.detail,
+            "details": dict(self.details),
+        }
+
+
+def total_replicas(versions: list[VersionHealth]) -> int | None:
+    """The sum of the versions' replicas, None when no version reports a count."""
+    counts = [v.replicas for v in versions if v.replicas is not None]
+    return sum(counts) if counts else None
+
+
+def percentages(weights: Mapping[str, float | int | None]) -> dict[str, int]:
+    """Relative weights (SageMaker's floats) as whole percentages that add up to 100.
+
+    Largest-remainder rounding, so 1:2 gives 33/67, never 33/66. All-zero stays all-zero.
+
+    >>> percentages({"a": 1.0, "b": 2.0})
+    {'a': 33, 'b': 67}
+    """
+    clean = {k: max(0.0, float(v or 0.0)) for k, v in weights.items()}
+    total = sum(clean.values())
+    if total <= 0:
+        return {k: 0 for k in clean}
+    exact = {k: v * 100.0 / total for k, v in clean.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    short = 100 - sum(out.values())
+    for k in sorted(exact, key=lambda k: (out[k] - exact[k], k))[:short]:
+        out[k] += 1
+    return out
+
+
+_VERSION_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+def validate_version_name(name: str) -> str:
+    """A version name every platform accepts: DNS-1123, at most 32 characters.
+
+    The strictest of the four: Azure ML deployment names (3-32, letters, digits, dashes),
+    SageMaker variant names, Kubernetes object names, Vertex display names.
+    """
+    if not isinstance(name, str) or not _VERSION_NAME.match(name) or len(name) < 3:
+        raise InputError(
+            f"version name {name!r}: use 3-32 lowercase letters, digits and dashes",
+            hint="e.g. v2 or v-2026-12-06; it must start and end with a letter or digit",
+        )
+    return name
+
+
+def validate_weights(
+    weights: Mapping[str, Any], known: list[str] | tuple[str, ...]
+) -> dict[str, int]:
+    """Check a traffic split before any cloud sees it; the one place every target uses.
+
+    Whole percentages 0-100 that add up to exactly 100, every name a version of the
+    endpoint. Versions left out get 0. Returns {version: percent} for every known version.
+
+    >>> validate_weights({"v1": 90, "v2": 10}, ["v1", "v2", "v3"])
+    {'v1': 90, 'v2': 10, 'v3': 0}
+    """
+    if not weights:
+        raise InputError("no traffic weights given", hint='e.g. {"v1": 90, "v2": 10}')
+    for name, pct in weights.items():
+        if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
+            raise InputError(f"traffic for {name!r} must be a whole percentage 0-100, got {pct!r}")
+    total = sum(weights.values())
+    if total != 100:
+        raise InputError(
+            f"traffic percentages add up to {total}, not 100", hint='e.g. {"v1": 90, "v2": 10}'
+        )
+    unknown = sorted(str(n) for n in weights if n not in known)
+    if unknown:
+        raise InputError(
+            f"no version named {', '.join(unknown)} on this endpoint",
+            hint=f"versions: {', '.join(known) or 'none'}",
+        )
+    return {name: int(weights.get(name, 0)) for name in known}
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """A version to deploy beside the live one(s): what `TrafficOps.deploy_version` takes.
+
+    Everything not named here (machine type, GPU count, auth, network, secrets) is copied
+    from `base` (default: the version with the most traffic), so a promotion changes only
+    what makes a version: the image, the model revision and the engine settings.
+    """
+
+    name: str
+    image: str
+    model_revision: str | None = None
+    replicas: int = 1
+    env: dict[str, str] = field(default_factory=dict)  # plain values only, never secrets
+    base: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_version_name(self.name)
+        if not self.image:
+            raise InputError(f"version {self.name}: no image given")
+        if self.replicas < 1:
+            raise InputError(f"version {self.name}: replicas must be at least 1")
+
+    @classmethod
+    def from_args(cls, name: str, args: EndpointArgs, *, base: str | None = None) -> VersionSpec:
+        """The version `args` describes (image, revision, replicas.min) under `name`."""
+        return cls(
+            name=name,
+            image=args.image,
+            model_revision=args.model_revision,
+            replicas=max(1, args.replicas_min),
+            base=base,
+        )
+
+
+def base_version(health: EndpointHealth, wanted: str | None) -> VersionHealth:
+    """The version a new one copies its settings from: `wanted`, else the busiest one."""
+    if wanted:
+        return health.version(wanted)
+    if not health.versions:
+        raise NotFoundError("the endpoint has no version to copy settings from")
+    return max(health.versions, key=lambda v: (v.traffic_percent, v.name))
+
+
+def refuse_removal(health: EndpointHealth, name: str) -> None:
+    """A version may go only when it exists, takes no traffic and is not the last one."""
+    version = health.version(name)
+    if len(health.versions) < 2:
+        raise InputError(f"version {name} is the endpoint's only version")
+    if version.traffic_percent > 0:
+        raise InputError(
+            f"version {name} still takes {version.traffic_percent}% of the traffic",
+            hint="move its traffic first: set_traffic with 0 for it",
+        )
+
+
+@runtime_checkable
+class Ops(Protocol):
+    """Day-2 client every target returns from `Target.ops(outputs)`."""
+
+    def status(self) -> EndpointHealth:
+        """The endpoint's health in the one shape (EndpointHealth)."""
+        ...
+
+    def invoke(
+        self, body: bytes | str | Mapping[str, Any], *, stream: bool = False
+    ) -> bytes | Iterator[bytes]:
+        """One request through the platform's own route; chunks when `stream`."""
+        ...
+
+
+@runtime_checkable
+class TrafficOps(Protocol):
+    """Optional capability: several versions behind one endpoint, with traffic weights.
+
+    Targets implement it the way their platform does (production variants, deployments,
+    deployed models, Deployments behind a Service); `promote` is written against it once.
+    Check with `isinstance(ops, TrafficOps)`.
+    """
+
+    def versions(self) -> list[VersionHealth]:
+        """The versions behind the endpoint with their traffic."""
+        ...
+
+    def deploy_version(self, spec_version: VersionSpec) -> EndpointHealth:
+        """Start `spec_version` beside the live ones with 0% of the traffic."""
+        ...
+
+    def set_traffic(self, weights: dict[str, int]) -> EndpointHealth:
+        """Route traffic, e.g. {"v1": 90, "v2": 10}: whole percentages summing to 100."""
+        ...
+
+    def remove_version(self, name: str) -> EndpointHealth:
+        """Delete a version that takes no traffic (never the last one)."""
+        ...
+
+
 class Target(ABC):
     """One deployment target. Subclasses set the class constants and implement every method."""
 
@@ -208,8 +489,8 @@ class Target(ABC):
         del spec  # Unused: targets that support every feature keep the default.
         return {}
 
-    def ops(self, outputs: dict[str, Any]) -> Any:
-        """Day-2 client (status, invoke, traffic) for a deployed stack's outputs."""
+    def ops(self, outputs: dict[str, Any]) -> Ops:
+        """Day-2 client for a deployed stack's outputs: an Ops, often also a TrafficOps."""
         raise NotImplementedError(f"{self.display_name}: day-2 operations are not implemented")
 
     def quota_problem(self, args: EndpointArgs) -> QuotaProblem | None:

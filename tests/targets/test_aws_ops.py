@@ -18,6 +18,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +30,14 @@ import pytest
 from mdeploy.errors import CloudError, InputError
 from mdeploy.targets.aws.ops import AwsOps
 from mdeploy.targets.aws.target import TARGET
-from mdeploy.targets.base import EndpointArgs
+from mdeploy.targets.base import (
+    EndpointArgs,
+    EndpointHealth,
+    NotFoundError,
+    Ops,
+    TrafficOps,
+    VersionSpec,
+)
 
 REGION = "eu-west-3"
 IMAGE = "123456789012.dkr.ecr.eu-west-3.amazonaws.com/mdeploy/m@sha256:" + "ab" * 32
@@ -127,25 +135,27 @@ def _endpoint(name: str, variants: dict[str, float]) -> None:
 
 def test_status_reports_state_and_variants(moto: str) -> None:
     _endpoint("chat", {"v1": 1.0})
-    status = AwsOps("chat", REGION).status()
-    assert status.in_service and status.status == "InService"
-    assert status.config_name == "chat-config"
-    assert [v.name for v in status.variants] == ["v1"]
-    assert status.variants[0].current_instances == 1
-    assert status.to_json()["variants"][0]["current_weight"] == 1.0
+    health = AwsOps("chat", REGION).status()
+    assert isinstance(health, EndpointHealth)
+    assert health.state == "ready" and health.details["status"] == "InService"
+    assert health.details["config_name"] == "chat-config"
+    assert health.region == REGION and health.url and health.url.endswith("/chat/invocations")
+    assert [v.name for v in health.versions] == ["v1"]
+    assert health.versions[0].replicas == 1 and health.replicas == 1
+    assert health.versions[0].image == IMAGE
+    assert health.to_json()["versions"][0]["traffic_percent"] == 100
 
 
-def test_status_of_a_missing_endpoint_says_so(moto: str) -> None:
-    with pytest.raises(CloudError) as err:
+def test_status_of_a_missing_endpoint_is_not_found(moto: str) -> None:
+    with pytest.raises(NotFoundError) as err:
         AwsOps("absent", REGION).status()
     assert "not found" in err.value.message and "mdeploy up" in (err.value.hint or "")
 
 
 def test_set_traffic_moves_weights(moto: str) -> None:
     _endpoint("canary", {"v1": 1.0, "v2": 0.0})
-    status = AwsOps("canary", REGION).set_traffic({"v1": 90, "v2": 10})
-    weights = {v.name: v.current_weight for v in status.variants}
-    assert weights == {"v1": 90.0, "v2": 10.0}
+    health = AwsOps("canary", REGION).set_traffic({"v1": 90, "v2": 10})
+    assert health.traffic == {"v1": 90, "v2": 10}
 
 
 def test_set_traffic_refuses_unknown_variants_and_bad_weights(moto: str) -> None:
@@ -154,12 +164,97 @@ def test_set_traffic_refuses_unknown_variants_and_bad_weights(moto: str) -> None
     with pytest.raises(InputError) as err:
         ops.set_traffic({"v9": 100})
     assert "v9" in err.value.message and "v1" in (err.value.hint or "")
-    with pytest.raises(InputError):
-        ops.set_traffic({"v1": -1})
-    with pytest.raises(InputError):
-        ops.set_traffic({"v1": 0})
-    with pytest.raises(InputError):
-        ops.set_traffic({})
+    for bad in ({"v1": -1}, {"v1": 0}, {}, {"v1": 99.5}):
+        with pytest.raises(InputError):
+            ops.set_traffic(bad)
+
+
+class _UpdateEndpointProxy(BaseHTTPRequestHandler):
+    """
+    Forwards every SageMaker call to moto unchanged, except UpdateEndpoint, which moto lacks:
+    that one is played the way SageMaker ends it (the endpoint now runs the new config's
+    variants at their initial weights) by deleting and re-creating the endpoint in moto.
+    """
+
+    server: Any
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = self.headers.get("X-Amz-Target") or ""
+        self.server.targets.append(target)
+        if target == "SageMaker.UpdateEndpoint":
+            params = json.loads(body)
+            sm = boto3.client("sagemaker", region_name=REGION, endpoint_url=self.server.moto)
+            sm.describe_endpoint_config(EndpointConfigName=params["EndpointConfigName"])
+            sm.delete_endpoint(EndpointName=params["EndpointName"])
+            sm.create_endpoint(**params)
+            status, reply, kind = 200, json.dumps({"EndpointArn": "arn"}).encode(), "json"
+        else:
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            request = urllib.request.Request(
+                self.server.moto + self.path, data=body, headers=headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request) as answer:
+                    status, reply = answer.status, answer.read()
+                    kind = answer.headers.get("Content-Type", "application/x-amz-json-1.1")
+            except urllib.error.HTTPError as exc:
+                status, reply = exc.code, exc.read()
+                kind = exc.headers.get("Content-Type", "application/x-amz-json-1.1")
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: Any) -> None:
+        del args  # Unused: keep test output quiet.
+
+
+@pytest.fixture
+def sagemaker_with_update(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """moto behind the UpdateEndpoint proxy; yields the X-Amz-Target of every call."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _UpdateEndpointProxy)
+    server.moto, server.targets = moto, []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        yield server.targets  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_second_version_is_deployed_shifted_and_the_old_one_removed(
+    sagemaker_with_update: list[str],
+) -> None:
+    _endpoint("promo", {"v1": 1.0})
+    sagemaker_with_update.clear()
+    ops = AwsOps("promo", REGION)
+    assert isinstance(ops, TrafficOps) and isinstance(ops, Ops)
+    new_image = IMAGE.replace("ab" * 32, "cd" * 32)
+    spec = VersionSpec("v-2", new_image, model_revision="r2", replicas=1)
+    health = ops.deploy_version(spec)
+    assert health.traffic == {"v1": 100, "v-2": 0}
+    assert health.details["config_name"] != "promo-config"
+    assert health.version("v-2").image == new_image
+    assert health.version("v-2").model_revision == "r2"
+    with pytest.raises(InputError, match="already has"):
+        ops.deploy_version(spec)
+    for weights in ({"v1": 90, "v-2": 10}, {"v1": 50, "v-2": 50}, {"v1": 0, "v-2": 100}):
+        assert ops.set_traffic(weights).traffic == weights
+    with pytest.raises(InputError, match="takes 100%"):
+        ops.remove_version("v-2")
+    health = ops.remove_version("v1")
+    assert health.traffic == {"v-2": 100}
+    with pytest.raises(InputError, match="only version"):
+        ops.remove_version("v-2")
+    with pytest.raises(NotFoundError):
+        ops.remove_version("v1")
+    calls = [t.removeprefix("SageMaker.") for t in sagemaker_with_update]
+    assert calls.count("CreateEndpointConfig") == 2 and calls.count("UpdateEndpoint") == 2
+    assert calls.count("UpdateEndpointWeightsAndCapacities") == 3 and "CreateModel" in calls
 
 
 def test_invoke_returns_the_container_reply(moto: str) -> None:

@@ -16,8 +16,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
+from mdeploy.targets.base import (
+    REVISION_ENV,
+    EndpointHealth,
+    NotFoundError,
+    VersionHealth,
+    VersionSpec,
+    base_version,
+    percentages,
+    refuse_removal,
+    total_replicas,
+    validate_weights,
+)
 
-__all__ = ["AwsOps", "EndpointStatus", "QuotaCheck", "VariantStatus", "quota_request_hint"]
+__all__ = ["AwsOps", "QuotaCheck", "quota_request_hint"]
 
 _CONTENT_TYPE = "application/json"
 _ACCESS_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
@@ -32,47 +44,25 @@ _IAM_ACTION = {
         "sagemaker:InvokeEndpoint and sagemaker:InvokeEndpointWithResponseStream"
     ),
     "update_endpoint_weights_and_capacities": "sagemaker:UpdateEndpointWeightsAndCapacities",
+    "describe_endpoint_config": "sagemaker:DescribeEndpointConfig",
+    "describe_model": "sagemaker:DescribeModel",
+    "create_model": "sagemaker:CreateModel (and iam:PassRole on the execution role)",
+    "create_endpoint_config": "sagemaker:CreateEndpointConfig",
+    "update_endpoint": "sagemaker:UpdateEndpoint",
+}
+# EndpointStatus (botocore sagemaker model) → the one health vocabulary of targets/base.py.
+_STATE = {
+    "InService": "ready",
+    "Creating": "updating",
+    "Updating": "updating",
+    "SystemUpdating": "updating",
+    "RollingBack": "updating",
+    "UpdateRollbackFailed": "failed",
+    "Deleting": "updating",
+    "Failed": "failed",
+    "OutOfService": "unhealthy",
 }
 _MESSAGE_MAX = 500  # characters of a container's error message worth showing
-
-
-@dataclass(frozen=True)
-class VariantStatus:
-    """One production variant as DescribeEndpoint reports it."""
-
-    name: str
-    current_weight: float | None
-    desired_weight: float | None
-    current_instances: int | None
-    desired_instances: int | None
-    image: str | None  # the image SageMaker resolved (by digest), when reported
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class EndpointStatus:
-    """The endpoint's state, config and variants; `failure_reason` when it failed."""
-
-    name: str
-    status: str
-    config_name: str | None
-    failure_reason: str | None
-    variants: tuple[VariantStatus, ...]
-
-    @property
-    def in_service(self) -> bool:
-        return self.status == "InService"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "config_name": self.config_name,
-            "failure_reason": self.failure_reason,
-            "variants": [v.to_json() for v in self.variants],
-        }
 
 
 @dataclass(frozen=True)
@@ -134,6 +124,7 @@ class AwsOps:
         self.region = region
         self._session = session
         self._clients: dict[str, Any] = {}
+        self._models: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> AwsOps:
@@ -152,16 +143,77 @@ class AwsOps:
 
     # -- status ---------------------------------------------------------------------------
 
-    def status(self) -> EndpointStatus:
-        """DescribeEndpoint: status, failure reason, and each variant's weights and counts."""
-        reply = self._call("sagemaker", "describe_endpoint", EndpointName=self.endpoint_name)
-        return EndpointStatus(
-            name=reply.get("EndpointName", self.endpoint_name),
-            status=reply.get("EndpointStatus", "Unknown"),
-            config_name=reply.get("EndpointConfigName"),
-            failure_reason=reply.get("FailureReason"),
-            variants=tuple(_variant(v) for v in reply.get("ProductionVariants") or []),
+    @property
+    def url(self) -> str:
+        """The endpoint's invocation URL (SigV4-signed; SageMaker's runtime host)."""
+        host = f"runtime.sagemaker.{self.region}.amazonaws.com"
+        return f"https://{host}/endpoints/{self.endpoint_name}/invocations"
+
+    def status(self) -> EndpointHealth:
+        """DescribeEndpoint (+ its config and models): state, variants, weights, counts."""
+        reply = self._describe()
+        raw = reply.get("EndpointStatus", "Unknown")
+        versions = self._versions(reply)
+        return EndpointHealth(
+            state=_STATE.get(raw, "unknown"),
+            url=self.url,
+            region=self.region,
+            versions=versions,
+            replicas=total_replicas(versions),
+            details={
+                "endpoint_name": reply.get("EndpointName", self.endpoint_name),
+                "status": raw,
+                "config_name": reply.get("EndpointConfigName"),
+                "failure_reason": reply.get("FailureReason"),
+            },
+            detail=reply.get("FailureReason"),
         )
+
+    def versions(self) -> list[VersionHealth]:
+        """The endpoint's production variants as versions, weights as whole percentages."""
+        return self._versions(self._describe())
+
+    def _describe(self) -> dict[str, Any]:
+        return self._call("sagemaker", "describe_endpoint", EndpointName=self.endpoint_name)
+
+    def _versions(self, reply: Mapping[str, Any]) -> list[VersionHealth]:
+        live = reply.get("ProductionVariants") or []
+        weights = percentages({v["VariantName"]: _weight(v) for v in live})
+        config = self._config_variants(reply.get("EndpointConfigName"))
+        return [
+            VersionHealth(
+                name=v["VariantName"],
+                traffic_percent=weights[v["VariantName"]],
+                image=_image(v) or self._model_image(config.get(v["VariantName"])),
+                model_revision=self._model_revision(config.get(v["VariantName"])),
+                replicas=v.get("CurrentInstanceCount"),
+                state=(v.get("VariantStatus") or [{}])[0].get("Status"),
+            )
+            for v in live
+        ]
+
+    def _config_variants(self, config_name: str | None) -> dict[str, dict[str, Any]]:
+        """The endpoint config's variants by name ({} when there is no config yet)."""
+        if not config_name:
+            return {}
+        config = self._call("sagemaker", "describe_endpoint_config", EndpointConfigName=config_name)
+        return {v["VariantName"]: v for v in config.get("ProductionVariants") or []}
+
+    def _model(self, variant: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not variant or not variant.get("ModelName"):
+            return {}
+        if variant["ModelName"] not in self._models:
+            self._models[variant["ModelName"]] = self._call(
+                "sagemaker", "describe_model", ModelName=variant["ModelName"]
+            )
+        return self._models[variant["ModelName"]]
+
+    def _model_image(self, variant: Mapping[str, Any] | None) -> str | None:
+        return (self._model(variant).get("PrimaryContainer") or {}).get("Image")
+
+    def _model_revision(self, variant: Mapping[str, Any] | None) -> str | None:
+        container = self._model(variant).get("PrimaryContainer") or {}
+        return (container.get("Environment") or {}).get(REVISION_ENV)
 
     # -- invoke ---------------------------------------------------------------------------
 
@@ -206,32 +258,108 @@ class AwsOps:
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "invoke_endpoint_with_response_stream") from None
 
-    # -- traffic --------------------------------------------------------------------------
+    # -- traffic (TrafficOps: production variants) ---------------------------------------
 
-    def set_traffic(self, weights: Mapping[str, float]) -> EndpointStatus:
+    def set_traffic(self, weights: dict[str, int]) -> EndpointHealth:
         """
-        Set relative variant weights, e.g. {"v1": 90, "v2": 10}, and return the new status.
+        Route traffic between variants, e.g. {"v1": 90, "v2": 10}, and return the new health.
 
         Only the weights change (UpdateEndpointWeightsAndCapacities); instance counts stay.
+        Variants left out get weight 0.
         """
-        _check_weights(weights)
-        known = {v.name for v in self.status().variants}
-        unknown = sorted(set(weights) - known)
-        if unknown:
-            raise InputError(
-                f"{self.endpoint_name} has no variant {', '.join(unknown)}",
-                hint=f"variants: {', '.join(sorted(known)) or 'none'}",
-            )
+        known = [v.name for v in self.versions()]
+        wanted = validate_weights(weights, known)
         self._call(
             "sagemaker",
             "update_endpoint_weights_and_capacities",
             EndpointName=self.endpoint_name,
             DesiredWeightsAndCapacities=[
-                {"VariantName": name, "DesiredWeight": float(weight)}
-                for name, weight in sorted(weights.items())
+                {"VariantName": name, "DesiredWeight": float(pct)}
+                for name, pct in sorted(wanted.items())
             ],
         )
         return self.status()
+
+    def deploy_version(self, spec_version: VersionSpec) -> EndpointHealth:
+        """
+        A new production variant beside the live ones, with weight 0.
+
+        SageMaker changes variants only through a new EndpointConfig: this copies the base
+        variant's model (role, network, environment) with the new image and revision, writes
+        a config holding every current variant at its current weight plus the new one, and
+        UpdateEndpoint switches to it. The config is named after the endpoint and a hash of
+        its variants, so a retry after a crash reuses it. A later `mdeploy up` puts back
+        the config Pulumi knows: promotion state is the caller's (issue 13).
+        """
+        reply = self._describe()
+        health = self.status()
+        if spec_version.name in health.traffic:
+            raise InputError(f"{self.endpoint_name} already has a variant {spec_version.name}")
+        config = self._config_variants(reply.get("EndpointConfigName"))
+        base = config[base_version(health, spec_version.base).name]
+        model_name = self._copy_model(base, spec_version)
+        current = {v["VariantName"]: _weight(v) for v in reply.get("ProductionVariants") or []}
+        variants = [
+            {**_writable(config[name]), "InitialVariantWeight": weight}
+            for name, weight in sorted(current.items())
+        ]
+        variants.append(
+            {
+                **_writable(base),
+                "VariantName": spec_version.name,
+                "ModelName": model_name,
+                "InitialInstanceCount": spec_version.replicas,
+                "InitialVariantWeight": 0.0,
+            }
+        )
+        self._switch_config(variants)
+        return self.status()
+
+    def remove_version(self, name: str) -> EndpointHealth:
+        """Drop a variant that takes no traffic: a new EndpointConfig without it."""
+        reply = self._describe()
+        refuse_removal(self.status(), name)
+        config = self._config_variants(reply.get("EndpointConfigName"))
+        variants = [
+            {**_writable(config[v["VariantName"]]), "InitialVariantWeight": _weight(v)}
+            for v in reply.get("ProductionVariants") or []
+            if v["VariantName"] != name
+        ]
+        self._switch_config(variants)
+        return self.status()
+
+    def _copy_model(self, base: Mapping[str, Any], spec_version: VersionSpec) -> str:
+        """CreateModel: the base variant's model with the new image, revision and env."""
+        model = self._model(base)
+        container = dict(model.get("PrimaryContainer") or {})
+        env = {**(container.get("Environment") or {}), **spec_version.env}
+        if spec_version.model_revision:
+            env[REVISION_ENV] = spec_version.model_revision
+        container.update(Image=spec_version.image, Environment=env)
+        name = _fit(f"{self.endpoint_name}-{spec_version.name}", container)
+        params: dict[str, Any] = {
+            "ModelName": name,
+            "ExecutionRoleArn": model["ExecutionRoleArn"],
+            "PrimaryContainer": container,
+        }
+        for key in ("VpcConfig", "EnableNetworkIsolation"):
+            if model.get(key) not in (None, {}):
+                params[key] = model[key]
+        self._call("sagemaker", "create_model", **params)
+        return name
+
+    def _switch_config(self, variants: list[dict[str, Any]]) -> None:
+        """CreateEndpointConfig with `variants`, then UpdateEndpoint onto it."""
+        name = _fit(f"{self.endpoint_name}-cfg", variants)
+        self._call(
+            "sagemaker",
+            "create_endpoint_config",
+            EndpointConfigName=name,
+            ProductionVariants=variants,
+        )
+        self._call(
+            "sagemaker", "update_endpoint", EndpointName=self.endpoint_name, EndpointConfigName=name
+        )
 
     # -- quotas ---------------------------------------------------------------------------
 
@@ -369,7 +497,7 @@ class AwsOps:
             )
         if code in ("ValidationError", "ValidationException"):
             if "could not find" in message.lower():
-                return CloudError(
+                return NotFoundError(
                     f"endpoint {self.endpoint_name} not found in {self.region}",
                     hint="run `mdeploy up` first, or check the region and the --env name",
                 )
@@ -391,26 +519,37 @@ class AwsOps:
         return CloudError(f"{operation} failed: {code or type(exc).__name__}: {message}")
 
 
-def _variant(raw: Mapping[str, Any]) -> VariantStatus:
-    images = raw.get("DeployedImages") or [{}]
-    return VariantStatus(
-        name=raw.get("VariantName", "?"),
-        current_weight=raw.get("CurrentWeight"),
-        desired_weight=raw.get("DesiredWeight"),
-        current_instances=raw.get("CurrentInstanceCount"),
-        desired_instances=raw.get("DesiredInstanceCount"),
-        image=images[0].get("ResolvedImage") or images[0].get("SpecifiedImage"),
-    )
+def _weight(variant: Mapping[str, Any]) -> float:
+    """A live variant's weight: the current one, else the one asked for."""
+    weight = variant.get("CurrentWeight")
+    return float(weight if weight is not None else variant.get("DesiredWeight") or 0.0)
 
 
-def _check_weights(weights: Mapping[str, float]) -> None:
-    if not weights:
-        raise InputError("no traffic weights given", hint='e.g. {"v1": 90, "v2": 10}')
-    bad = sorted(n for n, w in weights.items() if not isinstance(w, int | float) or w < 0)
-    if bad:
-        raise InputError(f"traffic weight of {', '.join(bad)} must be a number ≥ 0")
-    if sum(weights.values()) <= 0:
-        raise InputError("traffic weights add up to 0: no variant would get traffic")
+def _image(variant: Mapping[str, Any]) -> str | None:
+    images = variant.get("DeployedImages") or [{}]
+    return images[0].get("ResolvedImage") or images[0].get("SpecifiedImage")
+
+
+# ProductionVariant fields CreateEndpointConfig accepts (botocore sagemaker model), copied
+# from the live config so that a new config changes nothing but the variants' list.
+_VARIANT_FIELDS = (
+    "VariantName", "ModelName", "InitialInstanceCount", "InstanceType", "AcceleratorType",
+    "InitialVariantWeight", "VolumeSizeInGB", "ModelDataDownloadTimeoutInSeconds",
+    "ContainerStartupHealthCheckTimeoutInSeconds", "EnableSSMAccess", "ManagedInstanceScaling",
+    "RoutingConfig", "InferenceAmiVersion", "CoreDumpConfig", "ServerlessConfig",
+)  # fmt: skip
+
+
+def _writable(variant: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: variant[k] for k in _VARIANT_FIELDS if variant.get(k) is not None}
+
+
+def _fit(base: str, *parts: object) -> str:
+    """`base-<8 hex>` within SageMaker's 63 characters; the hash covers `parts`."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{base[:54].rstrip('-')}-{digest[:8]}"
 
 
 def _validation_hint(operation: str) -> str:
