@@ -107,7 +107,8 @@ def _guard(value: Any, where: str, path: str = "", depth: int = 0) -> None:
             _guard(item, where, f"{path}[{i}]", depth + 1)
         return
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-        raise InputError(f"{where}: {path} = {value:.3e} is not a plausible config value")
+        digits = len(str(abs(value))) if abs(value) < 10**4000 else "thousands of"
+        raise InputError(f"{where}: {path} is a {digits}-digit integer, not a plausible value")
 
 
 def read_config(path: Path) -> tuple[Path, dict[str, Any]]:
