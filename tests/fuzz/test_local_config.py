@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fuzz.fuzz_harness import problems, run
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -72,11 +71,6 @@ placement: {clouds: [aws]}
 _DIR = Path(tempfile.mkdtemp(prefix="mdeploy-config-fuzz-"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config reader (mdeploy/catalog/_models.py, not this helper's) formats a huge int "
-    "with {value:.3e}: OverflowError, exit 1 (148 of 600 cases); remove this mark once fixed",
-)
 @settings(
     max_examples=CASES,
     derandomize=True,
