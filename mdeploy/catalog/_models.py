@@ -646,7 +646,7 @@ def _read_models(path: Path, mtime: float) -> tuple[tuple[ModelArchitecture, tup
     for n, item in enumerate(doc.get("models", []) if isinstance(doc, dict) else []):
         where = f"{path.name}: models[{n}] {item.get('id', '?')}"
         if "config" in item and not isinstance(item["config"], Mapping):
-            continue  # a v2 entry still without its config.json cannot be sized
+            continue  # a v2 entry still without its config.json cannot be sized (_unsized)
         if "config" in item:
             arch = _v2_entry(item, where)
             variants = []
@@ -664,6 +664,28 @@ def _read_models(path: Path, mtime: float) -> tuple[tuple[ModelArchitecture, tup
             arch = ModelArchitecture(id=item["id"], **{k: item[k] for k in _FIELDS})
             entries.append((arch, tuple(a.casefold() for a in _aliases(item))))
     return tuple(entries)
+
+
+@cache
+def _read_unsized(path: Path, mtime: float) -> dict[str, str]:
+    """Alias → id of the entries listed without a config.json (known, but not sizable)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    found: dict[str, str] = {}
+    for item in doc.get("models", []) if isinstance(doc, dict) else []:
+        if isinstance(item, Mapping) and "config" in item and item["config"] is None:
+            repos = [c.get("repo") for c in item.get("checkpoints") or () if isinstance(c, Mapping)]
+            for alias in [*_aliases(item), *(r for r in repos if r)]:
+                found.setdefault(str(alias).casefold(), str(item["id"]))
+    return found
+
+
+def _unsized(model_id: str) -> str | None:
+    key = model_id.strip().removeprefix("hf://").strip("/").casefold()
+    for file in _models_files():
+        found = _read_unsized(file, file.stat().st_mtime).get(key)
+        if found:
+            return found
+    return None
 
 
 def _entries() -> list[tuple[ModelArchitecture, tuple[str, ...]]]:
@@ -749,6 +771,14 @@ def resolve_model(model: ModelSpec, *, base_dir: Path | None = None) -> ModelArc
     found = get_architecture(model.id)
     if found is None and model.source and model.source.startswith("hf://"):
         found = get_architecture(model.source)
+    unsized = _unsized(model.id) if found is None else None
+    if unsized:
+        raise InputError(
+            f"model.id: {unsized} is in the catalog, but its config.json is not bundled "
+            "(no checkable copy was found), so its shape cannot be sized",
+            hint="download its config.json and set model.architecture.config: PATH, or "
+            "`mdeploy catalog models add PATH`",
+        )
     if found is None:
         raise InputError(
             f"model.id: unknown model {model.id!r}: not in the catalog and no architecture given",

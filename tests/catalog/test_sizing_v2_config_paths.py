@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from mdeploy import catalog
 from mdeploy.catalog._store import BUNDLED_DIR
 from mdeploy.cli.app import app
+from mdeploy.errors import InputError
 from mdeploy.spec.models import ModelSpec
 
 runner = CliRunner()
@@ -73,3 +74,21 @@ def test_models_add_never_writes_into_the_package(tmp_path: Path, monkeypatch):
     result = runner.invoke(app, ["catalog", "models", "add", str(tmp_path)])
     assert result.exit_code == 2 and "inside the installed package" in result.stderr
     assert not (BUNDLED_DIR / "models.user.json").exists()
+
+
+def test_a_catalog_entry_without_config_says_how_to_size_it(tmp_path: Path, monkeypatch):
+    entry = {
+        "id": "acme/big-3",
+        "aliases": ["big-3"],
+        "config": None,
+        "checkpoints": [{"format": "fp8", "repo": "acme/big-3-fp8"}],
+        "license": None,
+    }
+    sized = {"id": "acme/small", "config": QWEN3_30B_A3B, "license": None}  # fmt: skip
+    (tmp_path / "models.json").write_text(json.dumps({"models": [entry, sized]}))
+    monkeypatch.setenv("MDEPLOY_CATALOG_DIR", str(tmp_path))
+    assert catalog.get_architecture("acme/small") is not None
+    for name in ("BIG-3", "acme/big-3-fp8"):
+        with pytest.raises(InputError, match=r"config\.json is not bundled") as info:
+            catalog.resolve_model(ModelSpec(id=name))
+        assert "model.architecture.config" in info.value.hint
