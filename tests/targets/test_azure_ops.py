@@ -29,14 +29,20 @@ from mdeploy.targets.azure.ops import (
     AzureOps,
     EndpointRef,
     masked,
-    validate_traffic,
 )
+from mdeploy.targets.base import EndpointHealth, NotFoundError, Ops, TrafficOps, VersionSpec
 
 SUB, RG, WS, EP = "00000000-0000-0000-0000-00000000abcd", "rg-ml", "mlw-test", "mistral-7b-chat"
 EP_PATH = (
     f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices"
     f"/workspaces/{WS}/onlineEndpoints/{EP}"
 )
+ENV_PATH = (
+    f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices"
+    f"/workspaces/{WS}/environments/mistral-7b-chat-env"
+)
+IMAGE_1 = "mlacr.azurecr.io/mdeploy/vllm@sha256:" + "ab" * 32
+IMAGE_2 = "mlacr.azurecr.io/mdeploy/vllm@sha256:" + "cd" * 32
 ARM_TOKEN = "arm-token-7f3a"
 AAD_TOKEN = "entra-token-91bc"
 PRIMARY_KEY = "pk-SECRET-0123456789abcdef"
@@ -88,12 +94,18 @@ class FakeAzure:
             {"name": "v-1", "sku": {"name": "Default", "capacity": 2},
              "properties": {"provisioningState": "Succeeded",
                             "instanceType": "Standard_NC24ads_A100_v4",
-                            "environmentId": "env-1"}},
+                            "environmentId": f"{ENV_PATH}/versions/1",
+                            "environmentVariables": {"MDEPLOY_MODEL_REVISION": "r1"}}},
             {"name": "v-2", "sku": {"name": "Default", "capacity": 1},
              "properties": {"provisioningState": "Succeeded",
                             "instanceType": "Standard_NC24ads_A100_v4",
                             "environmentId": "env-2"}},
         ]  # fmt: skip
+        self.environments: dict[str, dict[str, Any]] = {
+            f"{ENV_PATH}/versions/1": {
+                "properties": {"image": IMAGE_1, "inferenceConfig": {"scoringRoute": {}}}
+            }
+        }
 
     def arm_calls(self, method: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -115,6 +127,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def do_POST(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
         self._handle()
 
     def _handle(self) -> None:
@@ -142,6 +157,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._deployments(fake, parse_qs(parts.query))
         if route == ("POST", EP_PATH + "/listKeys"):
             return self._json(200, {"primaryKey": PRIMARY_KEY, "secondaryKey": "sk-SECRET"})
+        if parts.path.startswith(EP_PATH + "/deployments/"):
+            return self._deployment(fake, parts.path.rsplit("/", 1)[1], body)
+        if parts.path.startswith(ENV_PATH + "/versions/"):
+            return self._environment(fake, parts.path, body)
         if route == ("GET", "/operations/1"):
             fake.op_polls += 1
             status = "InProgress" if fake.op_polls < 2 else fake.op_final
@@ -167,6 +186,46 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply)
         fake.endpoint["properties"]["provisioningState"] = "Succeeded"
+
+    def _deployment(self, fake: FakeAzure, name: str, body: Any) -> None:
+        """GET, PUT (create, Azure-AsyncOperation) and DELETE of one deployment."""
+        found = [d for d in fake.deployments if d["name"] == name]
+        if self.command == "PUT":
+            props = body["properties"]
+            if props["environmentId"] not in fake.environments or found:
+                return self._json(400, _error("BadRequest", "unknown environment or exists"))
+            if (fake.endpoint["properties"].get("traffic") or {}).get(name):
+                return self._json(400, _error("BadRequest", "traffic before deployment"))
+            stored = json.loads(json.dumps({"name": name, **body}))  # not the recorded body
+            stored["properties"]["provisioningState"] = "Succeeded"
+            fake.deployments.append(stored)
+            return self._accepted(201, stored)
+        if not found:
+            return self._json(404, _error("ResourceNotFound", f"deployment {name}"))
+        if self.command == "DELETE":
+            if (fake.endpoint["properties"].get("traffic") or {}).get(name):
+                return self._json(400, _error("BadRequest", "deployment has traffic"))
+            fake.deployments.remove(found[0])
+            return self._accepted(202, {})
+        return self._json(200, found[0])
+
+    def _environment(self, fake: FakeAzure, path: str, body: Any) -> None:
+        if self.command == "PUT":
+            fake.environments[path] = body
+            return self._json(201, body)
+        if path not in fake.environments:
+            return self._json(404, _error("ResourceNotFound", path))
+        return self._json(200, fake.environments[path])
+
+    def _accepted(self, status: int, payload: Any) -> None:
+        reply = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        operation = f"{self.server.fake.url}/operations/1?api-version={API_VERSION}"
+        self.send_header("Azure-AsyncOperation", operation)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
 
     def _deployments(self, fake: FakeAzure, query: dict[str, list[str]]) -> None:
         if query.get("$skipToken") == ["2"]:
@@ -241,15 +300,16 @@ def ops(fake: FakeAzure, credential: StubCredential) -> AzureOps:
 
 
 def test_status_reports_state_traffic_and_instances_across_pages(ops: AzureOps) -> None:
-    status = ops.status()
-    assert status.provisioning_state == "Succeeded"
-    assert status.auth_mode == "Key"
-    assert status.traffic == {"v-1": 100}
-    by_name = {d.name: d for d in status.deployments}
-    assert set(by_name) == {"v-1", "v-2"}  # the second came from the nextLink page
-    assert (by_name["v-1"].instance_count, by_name["v-1"].traffic) == (2, 100)
-    assert (by_name["v-2"].instance_count, by_name["v-2"].traffic) == (1, 0)
-    assert json.loads(json.dumps(status.to_json()))["deployments"][0]["name"] == "v-1"
+    health = ops.status()
+    assert isinstance(health, EndpointHealth) and health.state == "ready"
+    assert health.details["auth_mode"] == "Key" and health.region == "francecentral"
+    assert health.url and health.url.endswith("/score")
+    assert health.traffic == {"v-1": 100, "v-2": 0}  # the second came from the nextLink page
+    v1, v2 = health.versions
+    assert (v1.replicas, v1.image, v1.model_revision, v1.state) == (2, IMAGE_1, "r1", "Succeeded")
+    assert (v2.replicas, v2.image) == (1, None)  # "env-2" is not an ARM id: no image read
+    assert health.replicas == 3
+    assert json.loads(json.dumps(health.to_json()))["versions"][0]["name"] == "v-1"
 
 
 def test_every_arm_call_carries_api_version_and_arm_token(
@@ -274,7 +334,9 @@ def test_arm_url_comes_from_the_environment(
 # ---- traffic ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("split", [{"v-1": 90}, {"v-1": 60, "v-2": 50}, {"v-1": 101}, {"v-1": -1}])
+@pytest.mark.parametrize(
+    "split", [{"v-1": 90}, {"v-1": 60, "v-2": 50}, {"v-1": 101}, {"v-1": -1}, {}]
+)
 def test_bad_splits_are_refused_before_any_call(
     ops: AzureOps, fake: FakeAzure, split: dict[str, int]
 ) -> None:
@@ -284,7 +346,7 @@ def test_bad_splits_are_refused_before_any_call(
 
 
 def test_unknown_deployment_is_refused_without_a_put(ops: AzureOps, fake: FakeAzure) -> None:
-    with pytest.raises(InputError, match="no deployment named v-9") as err:
+    with pytest.raises(InputError, match="no version named v-9") as err:
         ops.set_traffic({"v-1": 50, "v-9": 50})
     assert "v-1, v-2" in (err.value.hint or "")
     assert fake.arm_calls("PUT") == []
@@ -309,12 +371,14 @@ def test_set_traffic_puts_the_endpoint_and_waits_for_the_operation(
 
 def test_busy_endpoint_is_retried(ops: AzureOps, fake: FakeAzure) -> None:
     fake.busy = 2
-    assert ops.set_traffic({"v-2": 100}).traffic == {"v-2": 100}
+    assert ops.set_traffic({"v-2": 100}).traffic == {"v-1": 0, "v-2": 100}
     assert len(fake.arm_calls("PUT")) == 3
 
 
-def test_zero_split_is_allowed(ops: AzureOps) -> None:
-    assert ops.set_traffic({}).traffic == {}
+def test_an_empty_split_is_only_for_destroy(ops: AzureOps, fake: FakeAzure) -> None:
+    ops.put_traffic({})
+    assert fake.endpoint["properties"]["traffic"] == {}
+    assert ops.status().traffic == {"v-1": 0, "v-2": 0}
 
 
 def test_failed_operation_becomes_cloud_error(ops: AzureOps, fake: FakeAzure) -> None:
@@ -323,10 +387,31 @@ def test_failed_operation_becomes_cloud_error(ops: AzureOps, fake: FakeAzure) ->
         ops.set_traffic({"v-2": 100})
 
 
-def test_validate_traffic_returns_a_clean_copy() -> None:
-    assert validate_traffic({"a": 100}) == {"a": 100}
-    with pytest.raises(InputError):
-        validate_traffic({"a": True})  # bool is not a percentage
+def test_a_second_deployment_is_created_shifted_and_the_old_one_removed(
+    ops: AzureOps, fake: FakeAzure
+) -> None:
+    assert isinstance(ops, TrafficOps) and isinstance(ops, Ops)
+    fake.op_polls = 1  # every operation is already done
+    health = ops.deploy_version(VersionSpec("v-3", IMAGE_2, model_revision="r3", replicas=2))
+    assert health.traffic == {"v-1": 100, "v-2": 0, "v-3": 0}
+    new = health.version("v-3")
+    assert (new.image, new.model_revision, new.replicas) == (IMAGE_2, "r3", 2)
+    (env_put, dep_put) = fake.arm_calls("PUT")
+    assert env_put["path"].startswith(ENV_PATH + "/versions/")
+    assert env_put["body"]["properties"]["inferenceConfig"] == {"scoringRoute": {}}
+    dep = dep_put["body"]
+    assert dep["properties"]["instanceType"] == "Standard_NC24ads_A100_v4"  # copied from v-1
+    assert "provisioningState" not in dep["properties"] and dep["sku"]["capacity"] == 2
+    with pytest.raises(InputError, match="already has"):
+        ops.deploy_version(VersionSpec("v-3", IMAGE_2))
+    for weights in ({"v-1": 90, "v-3": 10}, {"v-1": 50, "v-3": 50}, {"v-1": 0, "v-3": 100}):
+        assert ops.set_traffic(weights).traffic == {**weights, "v-2": 0}
+    with pytest.raises(InputError, match="takes 100%"):
+        ops.remove_version("v-3")
+    ops.remove_version("v-2")
+    assert ops.remove_version("v-1").traffic == {"v-3": 100}
+    with pytest.raises(NotFoundError):
+        ops.remove_version("v-1")
 
 
 # ---- invoke -----------------------------------------------------------------------------

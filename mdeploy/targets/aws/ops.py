@@ -267,6 +267,7 @@ class AwsOps:
         Only the weights change (UpdateEndpointWeightsAndCapacities); instance counts stay.
         Variants left out get weight 0.
         """
+        validate_weights(weights)
         known = [v.name for v in self.versions()]
         wanted = validate_weights(weights, known)
         self._call(

@@ -25,6 +25,7 @@ never put in an error message or a repr. `MDEPLOY_AZURE_ARM_URL` replaces the AR
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -37,6 +38,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
+from mdeploy.targets.base import (
+    REVISION_ENV,
+    EndpointHealth,
+    NotFoundError,
+    VersionHealth,
+    VersionSpec,
+    base_version,
+    refuse_removal,
+    total_replicas,
+    validate_weights,
+)
 
 __all__ = [
     "AAD_SCORING_SCOPE",
@@ -44,11 +56,8 @@ __all__ = [
     "ARM_SCOPE",
     "ARM_URL_ENV",
     "AzureOps",
-    "DeploymentStatus",
     "EndpointRef",
-    "EndpointStatus",
     "masked",
-    "validate_traffic",
 ]
 
 # GA Microsoft.MachineLearningServices version (REST reference "Online Endpoints"); the
@@ -62,6 +71,17 @@ DEPLOYMENT_HEADER = "azureml-model-deployment"
 CONFLICT_RETRIES = 12  # PUTs refused with 409 while the endpoint finishes another operation
 _TERMINAL = ("succeeded", "failed", "canceled", "cancelled")
 _READ_ONLY = ("provisioningState", "scoringUri", "swaggerUri")
+# provisioningState of endpoints and deployments (REST reference, EndpointProvisioningState
+# and DeploymentProvisioningState) → the one health vocabulary of targets/base.py.
+_STATE = {
+    "succeeded": "ready",
+    "creating": "updating",
+    "updating": "updating",
+    "scaling": "updating",
+    "deleting": "updating",
+    "failed": "failed",
+    "canceled": "failed",
+}
 _ARM_ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)/onlineEndpoints/(?P<ep>[^/]+)$",
@@ -117,62 +137,6 @@ class EndpointRef:
             f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}"
             f"/onlineEndpoints/{self.endpoint}"
         )
-
-
-def validate_traffic(traffic: Mapping[str, int]) -> dict[str, int]:
-    """
-    Check a traffic map before it reaches Azure: whole percentages summing to 0 or 100.
-
-    >>> validate_traffic({"v1": 90, "v2": 10})
-    {'v1': 90, 'v2': 10}
-    """
-    out: dict[str, int] = {}
-    for name, pct in traffic.items():
-        if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
-            raise InputError(f"traffic for {name!r} must be a whole percentage 0-100, got {pct!r}")
-        out[str(name)] = pct
-    total = sum(out.values())
-    if total not in (0, 100):
-        raise InputError(
-            f"traffic percentages sum to {total}; Azure ML requires 0 or 100",
-            hint="e.g. {'v1': 90, 'v2': 10}",
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class DeploymentStatus:
-    """One deployment under the endpoint, with its share of the live traffic."""
-
-    name: str
-    provisioning_state: str | None
-    instance_type: str | None
-    instance_count: int | None  # sku.capacity: Azure's instance_count
-    traffic: int
-    environment: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class EndpointStatus:
-    """The endpoint's provisioning state, auth, traffic split and deployments."""
-
-    name: str
-    workspace: str
-    provisioning_state: str | None
-    auth_mode: str | None
-    public_network_access: str | None
-    scoring_uri: str | None
-    traffic: dict[str, int]
-    mirror_traffic: dict[str, int]
-    deployments: tuple[DeploymentStatus, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["deployments"] = [d.to_json() for d in self.deployments]
-        return out
 
 
 class AzureOps:
@@ -248,53 +212,153 @@ class AzureOps:
         """The live traffic split of the endpoint."""
         return dict((self.endpoint().get("properties") or {}).get("traffic") or {})
 
-    def status(self) -> EndpointStatus:
-        """Provisioning state, auth, traffic and per-deployment instance counts."""
+    def status(self) -> EndpointHealth:
+        """Provisioning state, scoring URI, and each deployment's traffic and instances."""
         ep = self.endpoint()
         props = ep.get("properties") or {}
-        traffic = {str(k): int(v) for k, v in (props.get("traffic") or {}).items()}
-        return EndpointStatus(
-            name=ep.get("name", self.ref.endpoint),
-            workspace=self.ref.workspace,
-            provisioning_state=props.get("provisioningState"),
-            auth_mode=props.get("authMode"),
-            public_network_access=props.get("publicNetworkAccess"),
-            scoring_uri=props.get("scoringUri"),
-            traffic=traffic,
-            mirror_traffic=dict(props.get("mirrorTraffic") or {}),
-            deployments=tuple(_deployment_status(d, traffic) for d in self.deployments()),
+        versions = self._versions(props)
+        state = str(props.get("provisioningState") or "").lower()
+        return EndpointHealth(
+            state=_STATE.get(state, "unknown"),
+            url=props.get("scoringUri") or self.scoring_uri,
+            region=ep.get("location"),
+            versions=versions,
+            replicas=total_replicas(versions),
+            details={
+                "endpoint_name": ep.get("name", self.ref.endpoint),
+                "workspace": self.ref.workspace,
+                "provisioning_state": props.get("provisioningState"),
+                "auth_mode": props.get("authMode"),
+                "public_network_access": props.get("publicNetworkAccess"),
+                "mirror_traffic": dict(props.get("mirrorTraffic") or {}),
+            },
         )
 
-    # ---- traffic --------------------------------------------------------------------------
+    def versions(self) -> list[VersionHealth]:
+        """The endpoint's deployments as versions, with their share of the live traffic."""
+        return self._versions(self.endpoint().get("properties") or {})
 
-    def set_traffic(self, traffic: Mapping[str, int], *, wait: bool = True) -> EndpointStatus:
-        """
-        Route traffic between deployments, e.g. {"v1": 90, "v2": 10}; {} sends none anywhere.
+    def _versions(self, props: Mapping[str, Any]) -> list[VersionHealth]:
+        traffic = {str(k): int(v) for k, v in (props.get("traffic") or {}).items()}
+        return [self._version(d, traffic) for d in self.deployments()]
 
-        Validated here (sum 0 or 100, deployments exist) so Azure never sees a bad split.
+    def _version(self, dep: Mapping[str, Any], traffic: Mapping[str, int]) -> VersionHealth:
+        props = dep.get("properties") or {}
+        name = str(dep.get("name"))
+        count = (dep.get("sku") or {}).get("capacity")
+        return VersionHealth(
+            name=name,
+            traffic_percent=int(traffic.get(name, 0)),
+            image=self._image_of(props.get("environmentId")),
+            model_revision=(props.get("environmentVariables") or {}).get(REVISION_ENV),
+            replicas=int(count) if count is not None else None,
+            state=props.get("provisioningState"),
+        )
+
+    def _image_of(self, environment_id: str | None) -> str | None:
+        """The image of a deployment's environment version; None when it cannot be read."""
+        if not environment_id or not environment_id.startswith("/subscriptions/"):
+            return None
+        try:
+            env = self._arm("GET", environment_id, what="environment version")
+        except CloudError:
+            return None
+        return (env.get("properties") or {}).get("image")
+
+    # ---- traffic (TrafficOps: deployments + endpoint traffic) ------------------------------
+
+    def set_traffic(self, weights: dict[str, int], *, wait: bool = True) -> EndpointHealth:
         """
-        wanted = validate_traffic(traffic)
-        names = {d.get("name") for d in self.deployments()}
-        unknown = sorted(n for n in wanted if n not in names)
-        if unknown:
-            raise InputError(
-                f"no deployment named {', '.join(unknown)} under endpoint {self.ref.endpoint}",
-                hint=f"deployments: {', '.join(sorted(n for n in names if n)) or 'none'}",
-            )
-        body = _put_body(self.endpoint(), wanted)
+        Route traffic between deployments, e.g. {"v-1": 90, "v-2": 10}.
+
+        Validated in targets/base.py (sum 100, deployments exist) so Azure never sees a bad
+        split; deployments left out get 0.
+        """
+        validate_weights(weights)
+        known = [str(d.get("name")) for d in self.deployments()]
+        wanted = validate_weights(weights, known)
+        # Absent means 0 to Azure; sending only the live shares keeps Pulumi's diff quiet.
+        self.put_traffic({k: v for k, v in wanted.items() if v}, wait=wait)
+        return self.status()
+
+    def put_traffic(self, traffic: Mapping[str, int], *, wait: bool = True) -> None:
+        """PUT the endpoint with `traffic` as is ({} = none anywhere: what destroy needs)."""
+        body = _put_body(self.endpoint(), dict(traffic))
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 reply, headers = self._arm_full(
                     "PUT", self.ref.path, body=body, what=f"traffic of {self.ref.endpoint}"
                 )
                 break
-            except CloudError as exc:  # 409: the endpoint is still busy with another operation
-                if "HTTP 409" not in exc.message or attempt == CONFLICT_RETRIES:
+            except ConflictError:  # the endpoint is still busy with another operation
+                if attempt == CONFLICT_RETRIES:
                     raise
                 time.sleep(self.poll_interval_s)
         if wait:
             self._wait(headers.get("azure-asyncoperation"), reply)
+
+    def deploy_version(self, spec_version: VersionSpec) -> EndpointHealth:
+        """
+        A new deployment beside the live ones, with 0% of the traffic.
+
+        What `az ml online-deployment create` does: the base deployment is copied (instance
+        type, probes, request settings, secrets by Key Vault reference) with a new
+        environment version holding the new image (environment versions are immutable),
+        `sku.capacity` = replicas, then PUT and the async operation awaited.
+        """
+        health = self.status()
+        if spec_version.name in health.traffic:
+            raise InputError(
+                f"endpoint {self.ref.endpoint} already has a deployment {spec_version.name}"
+            )
+        base_name = base_version(health, spec_version.base).name
+        base = self._arm("GET", self._deployment_path(base_name), what=f"deployment {base_name}")
+        props = {k: v for k, v in (base.get("properties") or {}).items() if k not in _READ_ONLY}
+        props["environmentId"] = self._new_environment(props.get("environmentId"), spec_version)
+        env = {**(props.get("environmentVariables") or {}), **spec_version.env}
+        if spec_version.model_revision:
+            env[REVISION_ENV] = spec_version.model_revision
+        props["environmentVariables"] = env
+        body: dict[str, Any] = {"location": base.get("location"), "properties": props}
+        body["sku"] = {
+            **(base.get("sku") or {"name": "Default"}),
+            "capacity": spec_version.replicas,
+        }
+        for key in ("tags", "kind"):
+            if base.get(key):
+                body[key] = base[key]
+        path = self._deployment_path(spec_version.name)
+        reply, headers = self._arm_full("PUT", path, body=body, what=f"deployment {path}")
+        self._wait(headers.get("azure-asyncoperation"), reply)
         return self.status()
+
+    def remove_version(self, name: str) -> EndpointHealth:
+        """DELETE a deployment that takes no traffic (never the last one), and wait."""
+        refuse_removal(self.status(), name)
+        path = self._deployment_path(name)
+        reply, headers = self._arm_full("DELETE", path, what=f"deployment {name}")
+        operation = headers.get("azure-asyncoperation") or headers.get("location")
+        self._wait(operation, reply)
+        return self.status()
+
+    def _deployment_path(self, name: str) -> str:
+        return f"{self.ref.path}/deployments/{urllib.parse.quote(name, safe='')}"
+
+    def _new_environment(self, environment_id: str | None, spec_version: VersionSpec) -> str:
+        """PUT a new version of the base deployment's environment with the new image."""
+        if not environment_id or "/versions/" not in environment_id:
+            raise CloudError(
+                f"the base deployment's environment {environment_id!r} is not a versioned "
+                "workspace environment; cannot derive one for the new image"
+            )
+        env = self._arm("GET", environment_id, what="environment version")
+        props = {k: v for k, v in (env.get("properties") or {}).items() if k not in _READ_ONLY}
+        props["image"] = spec_version.image
+        digest = hashlib.sha256(spec_version.image.encode()).hexdigest()
+        version = str(int(digest[:12], 16) % 1_000_000_000 + 1)  # as component.py names them
+        new_id = environment_id.rsplit("/versions/", 1)[0] + f"/versions/{version}"
+        self._arm("PUT", new_id, body={"properties": props}, what="environment version")
+        return new_id
 
     # ---- invoke ---------------------------------------------------------------------------
 
@@ -494,19 +558,6 @@ def _put_body(endpoint: Mapping[str, Any], traffic: dict[str, int]) -> dict[str,
     return body
 
 
-def _deployment_status(dep: Mapping[str, Any], traffic: Mapping[str, int]) -> DeploymentStatus:
-    props = dep.get("properties") or {}
-    name = str(dep.get("name"))
-    return DeploymentStatus(
-        name=name,
-        provisioning_state=props.get("provisioningState"),
-        instance_type=props.get("instanceType"),
-        instance_count=(dep.get("sku") or {}).get("capacity"),
-        traffic=int(traffic.get(name, 0)),
-        environment=props.get("environmentId"),
-    )
-
-
 def _chunks(reply: Any) -> Iterator[bytes]:
     """The reply body line by line as it arrives; closes the connection when done."""
     with reply:
@@ -519,6 +570,10 @@ def _encode(body: bytes | str | Mapping[str, Any]) -> bytes:
     return body.encode() if isinstance(body, str) else json.dumps(body).encode()
 
 
+class ConflictError(CloudError):
+    """ARM answered 409: another operation runs on the resource; retrying later may work."""
+
+
 def _arm_error(exc: urllib.error.HTTPError, method: str, what: str) -> CloudError:
     code, message = _arm_error_parts(exc)
     hints = {
@@ -528,7 +583,8 @@ def _arm_error(exc: urllib.error.HTTPError, method: str, what: str) -> CloudErro
         409: "another operation is running on the endpoint; retry when it finishes",
     }
     detail = f" {code}: {message}" if code or message else ""
-    return CloudError(
+    kind = {404: NotFoundError, 409: ConflictError}.get(exc.code, CloudError)
+    return kind(
         f"Azure Resource Manager {method} ({what}) failed: HTTP {exc.code}{detail}",
         hint=hints.get(exc.code),
     )

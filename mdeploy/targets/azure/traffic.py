@@ -18,6 +18,7 @@ import pulumi
 import pulumi.dynamic
 
 from mdeploy.errors import MdeployError
+from mdeploy.targets.base import NotFoundError, validate_weights
 
 __all__ = ["EndpointTraffic"]
 
@@ -49,17 +50,16 @@ class _TrafficProvider(pulumi.dynamic.ResourceProvider):
 
         ops = AzureOps(EndpointRef.from_id(props["endpoint_id"]))
         try:
-            ops.set_traffic({})
-        except MdeployError as exc:
-            if "HTTP 404" not in exc.message:  # the endpoint is already gone
-                raise
+            ops.put_traffic({})
+        except NotFoundError:  # the endpoint is already gone
+            return
 
     @staticmethod
     def _apply(props: dict[str, Any]) -> dict[str, Any]:
         from mdeploy.targets.azure.ops import AzureOps, EndpointRef
 
         traffic = {str(k): int(v) for k, v in dict(props["traffic"]).items()}
-        AzureOps(EndpointRef.from_id(props["endpoint_id"])).set_traffic(traffic)
+        AzureOps(EndpointRef.from_id(props["endpoint_id"])).put_traffic(validate_weights(traffic))
         return {"endpoint_id": props["endpoint_id"], "traffic": traffic}
 
 
