@@ -55,6 +55,7 @@ from mdeploy.serve.config import ServeConfig
 from mdeploy.serve.contract import LIVENESS_ROUTE, READINESS_ROUTE
 from mdeploy.serve.engine import EngineProcess
 from mdeploy.serve.health import Readiness
+from mdeploy.serve.protocol import HANGUP
 from mdeploy.serve.proxy import Answer, EngineClient, until_disconnect
 from mdeploy.serve.translate import (
     ENGINE_POST_ROUTES,
@@ -200,6 +201,7 @@ class Adapter:
                 send=send,
                 query=request.query,
             ),
+            request.scope.get(HANGUP),
         )
 
     async def _body(self, request: Request) -> bytes:
@@ -220,9 +222,8 @@ class Adapter:
         # ContentType through), so tell the engine what it is.
         headers = [(k, v) for k, v in self.engine.headers(request.headers) if k != b"content-type"]
         headers.append(_JSON)
-        await until_disconnect(
-            request.receive, self.engine.stream("POST", path, body=raw, headers=headers, send=send)
-        )
+        work = self.engine.stream("POST", path, body=raw, headers=headers, send=send)
+        await until_disconnect(request.receive, work, request.scope.get(HANGUP))
 
     async def _predict(self, request: Request, send: Send) -> None:
         """Vertex predict: `instances` fan out to the engine concurrently; else rawPredict."""
@@ -242,7 +243,9 @@ class Adapter:
                 "too_many_instances",
             )
         bodies = [instance_body(i, x, parameters) for i, x in enumerate(instances)]
-        outcome = await until_disconnect(request.receive, self._fan_out(request, bodies))
+        outcome = await until_disconnect(
+            request.receive, self._fan_out(request, bodies), request.scope.get(HANGUP)
+        )
         if isinstance(outcome, Answer):  # all-or-nothing, as Vertex's predict is
             headers = [(b"content-type", outcome.content_type.encode("latin-1"))]
             start = {"type": "http.response.start", "status": outcome.status, "headers": headers}

@@ -13,6 +13,10 @@ kept by the app (`Request.body`), and the number of connections is capped by uvi
 It subclasses whichever protocol uvicorn would pick (httptools when installed, else h11), and
 notices "headers complete" the way both do: a new request/response cycle object appears.
 
+It tells the app at once when a client hangs up: each request's scope carries a `Hangup`
+under `"mdeploy.hangup"`, fired from `connection_lost`, so the app can cancel the engine
+request without a watcher task per request (`proxy.until_disconnect`).
+
 It also corks the client connection: what the app sends within one turn of the event loop
 (uvicorn writes a response's head and its body separately; a stream's events may come
 several at once) leaves in one socket write at the end of that turn. On loopback each write
@@ -22,9 +26,29 @@ is a system call that wakes the peer, so this halves the writes of every small r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["with_header_deadline"]
+__all__ = ["HANGUP", "Hangup", "with_header_deadline"]
+
+HANGUP = "mdeploy.hangup"  # the scope key
+
+
+class Hangup:
+    """Set by the protocol when the client's connection is lost mid-request."""
+
+    __slots__ = ("callback", "gone")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+        self.gone = False
+
+    def fire(self) -> None:
+        self.gone = True
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
+
 
 _BODY = b"request headers not received in time"
 _RESPONSE_408 = (
@@ -52,6 +76,7 @@ def with_header_deadline(seconds: float) -> type[asyncio.Protocol]:
             super().data_received(data)
             if self.cycle is not cycle:  # a new request's headers are complete
                 self._disarm()
+                self.cycle.scope[HANGUP] = Hangup()  # read by the app once its task runs
             elif self._header_timer is None and (cycle is None or cycle.response_complete):
                 # Part of the next request's head on a kept-alive connection. A head that
                 # arrives whole (the usual case) never costs a timer.
@@ -59,6 +84,11 @@ def with_header_deadline(seconds: float) -> type[asyncio.Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                hangup = cycle.scope.get(HANGUP)
+                if hangup is not None:
+                    self.loop.call_soon(hangup.fire)
             super().connection_lost(exc)
 
         def _arm(self) -> None:

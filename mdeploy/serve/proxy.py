@@ -20,13 +20,14 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from mdeploy.serve.asgi import ClientDisconnected, HTTPError, Receive, Send
+from mdeploy.serve.protocol import Hangup
 from mdeploy.serve.upstream import EngineTimeout, Pool, Response, UpstreamError
 
 __all__ = ["Answer", "EngineClient", "until_disconnect"]
@@ -232,27 +233,40 @@ _SSE_BROKEN = (
 )
 
 
-async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+async def until_disconnect(
+    receive: Receive, work: Coroutine[Any, Any, T], hangup: Hangup | None = None
+) -> T:
     """
     Await `work`, cancelling it as soon as the client disconnects (ClientDisconnected then).
 
-    One watcher task per request reads the client's side: once the body has been read,
-    the server's next message is `http.disconnect`, and only when the client has gone. The
-    watcher cancels the request's own task rather than running `work` in a second task, so
-    a request costs one extra task, not two.
+    Under the adapter's own protocol the request carries a `Hangup` the protocol fires when
+    the connection is lost, which cancels the request's task directly: no extra task. Under
+    any other server a watcher task reads the client's side instead: once the body has been
+    read, the server's next message is `http.disconnect`, and only when the client has gone.
+    Either way the request's own task is cancelled rather than `work` run in a second task.
     """
     task = asyncio.current_task()
     assert task is not None
     gone = False
 
-    async def watch() -> None:
+    def hung_up() -> None:
         nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
         gone = True
         task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        hung_up()
+
+    watcher: asyncio.Future[None] | None = None
+    if hangup is None:
+        watcher = asyncio.ensure_future(watch())
+    elif hangup.gone:
+        work.close()
+        raise ClientDisconnected
+    else:
+        hangup.callback = hung_up
     try:
         return await work
     except asyncio.CancelledError:
@@ -263,4 +277,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
         log.info("client disconnected; engine request aborted")
         raise ClientDisconnected from None
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
+        elif hangup is not None:
+            hangup.callback = None
