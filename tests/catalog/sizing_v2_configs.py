@@ -16,7 +16,7 @@ DEEPSEEK_V3 = {
 }  # fmt: skip
 
 # openai/gpt-oss-20b config.json (https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json,
-# as carried verbatim in models_v2.json); 20.9B total / 3.6B active (model card).
+# as carried verbatim in the catalog v2 models.json); 20.9B total / 3.6B active (model card).
 GPT_OSS_20B = {
     "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "attention_bias": True,
     "experts_per_token": 4, "head_dim": 64, "hidden_size": 2880, "intermediate_size": 2880,
