@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mdeploy.errors import CloudError, InputError
+from mdeploy.targets.base import EndpointHealth, NotFoundError, Ops, TrafficOps, VersionSpec
 from mdeploy.targets.gcp.ops import API_URL_ENV, GcpOps
 
 ENDPOINT = "projects/my-proj-123/locations/europe-west4/endpoints/7933852668"
@@ -35,6 +36,28 @@ class Seen:
     body: bytes
 
 
+MODEL = "projects/1/locations/europe-west4/models/55"
+IMAGE = "europe-west4-docker.pkg.dev/p/mdeploy/vllm@sha256:" + "ab" * 32
+
+
+def _deployed(model_id: str, version: str) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "model": MODEL,
+        "modelVersionId": version,
+        "displayName": f"m-default-v{version}",
+        "dedicatedResources": {
+            "machineSpec": {
+                "machineType": "g2-standard-8",
+                "acceleratorType": "NVIDIA_L4",
+                "acceleratorCount": 1,
+            },
+            "minReplicaCount": 1,
+            "maxReplicaCount": 2,
+        },
+    }
+
+
 @dataclass
 class FakeVertexApi:
     """State of one endpoint with two deployed models, and the requests received."""
@@ -43,31 +66,62 @@ class FakeVertexApi:
     requests: list[Seen] = field(default_factory=list)
     split: dict[str, int] = field(default_factory=lambda: {"111": 90, "222": 10})
     predict_status: int = 200
-
-    def endpoint(self) -> dict[str, Any]:
-        def model(model_id: str, version: str) -> dict[str, Any]:
-            return {
-                "id": model_id,
-                "model": "projects/1/locations/europe-west4/models/55",
-                "modelVersionId": version,
-                "displayName": f"m-default-v{version}",
-                "dedicatedResources": {
-                    "machineSpec": {
-                        "machineType": "g2-standard-8",
-                        "acceleratorType": "NVIDIA_L4",
-                        "acceleratorCount": 1,
-                    },
-                    "minReplicaCount": 1,
-                    "maxReplicaCount": 2,
+    deployed: list[dict[str, Any]] = field(
+        default_factory=lambda: [_deployed("111", "1"), _deployed("222", "2")]
+    )
+    models: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            f"{MODEL}@{v}": {
+                "name": f"{MODEL}@{v}",
+                "displayName": "m-default",
+                "containerSpec": {
+                    "imageUri": IMAGE,
+                    "env": [{"name": "MDEPLOY_MODEL_REVISION", "value": f"r{v}"}],
+                    "ports": [{"containerPort": 8080}],
                 },
             }
+            for v in ("1", "2")
+        }
+    )
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def endpoint(self) -> dict[str, Any]:
         return {
             "name": ENDPOINT,
             "displayName": "m-default",
-            "deployedModels": [model("111", "1"), model("222", "2")],
+            "deployedModels": [dict(m) for m in self.deployed],
             "trafficSplit": dict(self.split),
         }
+
+    def operation(self, response: dict[str, Any]) -> dict[str, Any]:
+        """A long-running operation: not done in the reply, done when first polled."""
+        name = f"projects/1/locations/europe-west4/operations/{len(self.operations) + 1}"
+        self.operations[name] = {"name": name, "done": True, "response": response}
+        return {"name": name}
+
+    def upload(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert body["parentModel"] == MODEL
+        version = str(1 + max(int(k.rsplit("@", 1)[1]) for k in self.models))
+        self.models[f"{MODEL}@{version}"] = {**body["model"], "name": f"{MODEL}@{version}"}
+        return self.operation({"model": MODEL, "modelVersionId": version})
+
+    def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
+        deployed = dict(body["deployedModel"])
+        assert deployed["model"] in self.models, deployed["model"]
+        new_id = str(100 + len(self.deployed) * 111)
+        model, _, version = deployed.pop("model").partition("@")
+        self.deployed.append({**deployed, "id": new_id, "model": model, "modelVersionId": version})
+        split = {(new_id if k == "0" else k): int(v) for k, v in body["trafficSplit"].items()}
+        assert sum(split.values()) == 100, split
+        self.split = split
+        return self.operation({"deployedModel": {"id": new_id}})
+
+    def undeploy(self, body: dict[str, Any]) -> dict[str, Any]:
+        gone = body["deployedModelId"]
+        assert not self.split.get(gone), "undeploying a model that takes traffic"
+        self.deployed = [m for m in self.deployed if m["id"] != gone]
+        self.split = {k: int(v) for k, v in body["trafficSplit"].items()}
+        return self.operation({})
 
 
 def _handler(api: FakeVertexApi) -> type[BaseHTTPRequestHandler]:
@@ -95,6 +149,12 @@ def _handler(api: FakeVertexApi) -> type[BaseHTTPRequestHandler]:
             if auth != f"Bearer {TOKEN}":
                 return self._error(401, "Request had invalid authentication credentials.")
             resource, _, verb = parts.path.removeprefix("/v1/").partition(":")
+            if self.command == "GET" and resource in api.models:
+                return self._reply(200, api.models[resource])
+            if self.command == "GET" and resource in api.operations:
+                return self._reply(200, api.operations[resource])
+            if self.command == "POST" and verb == "upload" and resource.endswith("/models"):
+                return self._reply(200, api.upload(json.loads(body)))
             if resource != ENDPOINT:
                 return self._error(404, f"Endpoint `{resource}` not found.")
             if self.command == "GET" and not verb:
@@ -102,6 +162,10 @@ def _handler(api: FakeVertexApi) -> type[BaseHTTPRequestHandler]:
             if self.command == "PATCH" and not verb:
                 api.split = {k: int(v) for k, v in json.loads(body)["trafficSplit"].items()}
                 return self._reply(200, api.endpoint())
+            if self.command == "POST" and verb == "deployModel":
+                return self._reply(200, api.deploy(json.loads(body)))
+            if self.command == "POST" and verb == "undeployModel":
+                return self._reply(200, api.undeploy(json.loads(body)))
             if self.command == "POST" and verb == "rawPredict":
                 if api.predict_status != 200:
                     return self._error(api.predict_status, "Prediction failed: model crashed")
@@ -161,18 +225,27 @@ def _ops(token: str = TOKEN) -> GcpOps:
 
 
 def test_status_reports_deployed_models_and_traffic(api: FakeVertexApi) -> None:
-    status = _ops().status()
-    assert status.name == ENDPOINT
-    assert status.traffic_split == {"111": 90, "222": 10}
-    assert [(m.id, m.model_version_id, m.traffic) for m in status.deployed_models] == [
-        ("111", "1", 90),
-        ("222", "2", 10),
+    health = _ops().status()
+    assert isinstance(health, EndpointHealth) and health.state == "ready"
+    assert health.details["endpoint_name"] == ENDPOINT and health.region == "europe-west4"
+    assert health.traffic == {"m-default-v1": 90, "m-default-v2": 10}
+    assert [(v.image, v.model_revision, v.replicas) for v in health.versions] == [
+        (IMAGE, "r1", 1),
+        (IMAGE, "r2", 1),
     ]
-    assert status.deployed_models[0].accelerator_type == "NVIDIA_L4"
-    assert status.in_service
-    assert json.loads(json.dumps(status.to_json()))["traffic_split"] == {"111": 90, "222": 10}
-    seen = api.requests[-1]
+    assert health.details["deployed_model_ids"] == {"m-default-v1": "111", "m-default-v2": "222"}
+    assert health.url and health.url.endswith(f"/v1/{ENDPOINT}:rawPredict")
+    assert json.loads(json.dumps(health.to_json()))["versions"][0]["traffic_percent"] == 90
+    seen = api.requests[0]
     assert (seen.method, seen.path, seen.auth) == ("GET", f"/v1/{ENDPOINT}", f"Bearer {TOKEN}")
+
+
+def test_an_endpoint_without_traffic_is_unhealthy(api: FakeVertexApi) -> None:
+    api.split = {}
+    health = _ops().status()
+    assert health.state == "unhealthy" and "no traffic" in (health.detail or "")
+    api.deployed = []
+    assert _ops().status().detail == "no model is deployed on the endpoint"
 
 
 def test_invoke_posts_the_body_unchanged_to_raw_predict(api: FakeVertexApi) -> None:
@@ -191,8 +264,8 @@ def test_invoke_stream_yields_the_lines_of_stream_raw_predict(api: FakeVertexApi
 
 
 def test_set_traffic_patches_the_split_and_returns_the_new_status(api: FakeVertexApi) -> None:
-    status = _ops().set_traffic({"111": 50, "222": 50})
-    assert status.traffic_split == {"111": 50, "222": 50}
+    health = _ops().set_traffic({"m-default-v1": 50, "m-default-v2": 50})
+    assert health.traffic == {"m-default-v1": 50, "m-default-v2": 50}
     patch = next(r for r in api.requests if r.method == "PATCH")
     assert patch.query == {"updateMask": ["traffic_split"]}
     assert json.loads(patch.body) == {"trafficSplit": {"111": 50, "222": 50}}
@@ -201,10 +274,10 @@ def test_set_traffic_patches_the_split_and_returns_the_new_status(api: FakeVerte
 @pytest.mark.parametrize(
     ("split", "message"),
     [
-        ({"111": 60, "222": 30}, "adds up to 90"),
-        ({"111": 101, "222": -1}, "whole percentage"),
-        ({"111": 50.5, "222": 49.5}, "whole percentage"),
-        ({}, "empty"),
+        ({"m-default-v1": 60, "m-default-v2": 30}, "add up to 90"),
+        ({"m-default-v1": 101, "m-default-v2": -1}, "whole percentage"),
+        ({"m-default-v1": 50.5, "m-default-v2": 49.5}, "whole percentage"),
+        ({}, "no traffic weights"),
     ],
 )
 def test_set_traffic_validates_before_any_request(
@@ -215,11 +288,38 @@ def test_set_traffic_validates_before_any_request(
     assert api.requests == []
 
 
-def test_set_traffic_refuses_unknown_deployed_models(api: FakeVertexApi) -> None:
+def test_set_traffic_refuses_unknown_versions(api: FakeVertexApi) -> None:
     with pytest.raises(InputError, match="333") as err:
-        _ops().set_traffic({"111": 50, "333": 50})
-    assert "111, 222" in (err.value.hint or "")
+        _ops().set_traffic({"m-default-v1": 50, "333": 50})
+    assert "m-default-v1, m-default-v2" in (err.value.hint or "")
     assert [r.method for r in api.requests] == ["GET"]
+
+
+def test_a_second_version_is_deployed_shifted_and_the_old_one_removed(
+    api: FakeVertexApi,
+) -> None:
+    api.split = {"111": 100, "222": 0}
+    ops = GcpOps(ENDPOINT, credentials=StubCredentials(), poll_interval_s=0.01)
+    assert isinstance(ops, TrafficOps) and isinstance(ops, Ops)
+    new_image = IMAGE.replace("ab" * 32, "cd" * 32)
+    health = ops.deploy_version(VersionSpec("v-3", new_image, model_revision="r3", replicas=2))
+    assert health.traffic == {"m-default-v1": 100, "m-default-v2": 0, "v-3": 0}
+    new = health.version("v-3")
+    assert (new.image, new.model_revision, new.replicas) == (new_image, "r3", 2)
+    deployed = api.deployed[-1]
+    assert deployed["dedicatedResources"]["machineSpec"]["acceleratorType"] == "NVIDIA_L4"
+    assert api.models[f"{MODEL}@3"]["containerSpec"]["ports"] == [{"containerPort": 8080}]
+    with pytest.raises(InputError, match="already has"):
+        ops.deploy_version(VersionSpec("v-3", new_image))
+    for weights in ({"m-default-v1": 90, "v-3": 10}, {"m-default-v1": 50, "v-3": 50}):
+        assert ops.set_traffic(weights).traffic == {**weights, "m-default-v2": 0}
+    assert ops.set_traffic({"v-3": 100}).traffic["v-3"] == 100
+    with pytest.raises(InputError, match="takes 100%"):
+        ops.remove_version("v-3")
+    ops.remove_version("m-default-v2")
+    assert ops.remove_version("m-default-v1").traffic == {"v-3": 100}
+    with pytest.raises(NotFoundError):
+        ops.remove_version("m-default-v1")
 
 
 def test_bad_token_is_a_cloud_error_with_a_login_hint(api: FakeVertexApi) -> None:
@@ -229,9 +329,9 @@ def test_bad_token_is_a_cloud_error_with_a_login_hint(api: FakeVertexApi) -> Non
     assert "expired" not in err.value.message
 
 
-def test_unknown_endpoint_is_a_cloud_error(api: FakeVertexApi) -> None:
+def test_unknown_endpoint_is_not_found(api: FakeVertexApi) -> None:
     other = ENDPOINT.replace("7933852668", "1111111111")
-    with pytest.raises(CloudError, match="not found") as err:
+    with pytest.raises(NotFoundError, match="not found") as err:
         GcpOps(other, credentials=StubCredentials()).status()
     assert "mdeploy" in (err.value.hint or "")
 

@@ -13,13 +13,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError
+from mdeploy.targets.base import (
+    REVISION_ENV,
+    EndpointHealth,
+    NotFoundError,
+    VersionHealth,
+    VersionSpec,
+    base_version,
+    refuse_removal,
+    total_replicas,
+    validate_weights,
+)
 
-__all__ = ["API_URL_ENV", "DeployedModelStatus", "EndpointStatus", "GcpOps"]
+__all__ = ["API_URL_ENV", "GcpOps"]
 
 API_URL_ENV = "MDEPLOY_VERTEX_API_URL"
 _ENDPOINT = re.compile(r"^projects/[^/]+/locations/(?P<region>[^/]+)/endpoints/[0-9]+$")
@@ -39,49 +50,6 @@ _HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class DeployedModelStatus:
-    """One deployed model on the endpoint, with its share of the traffic."""
-
-    id: str
-    model: str
-    model_version_id: str | None
-    display_name: str | None
-    machine_type: str | None
-    accelerator_type: str | None
-    accelerator_count: int | None
-    min_replicas: int | None
-    max_replicas: int | None
-    traffic: int
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class EndpointStatus:
-    """The endpoint, its deployed models and the traffic split (deployed model id → %)."""
-
-    name: str
-    display_name: str | None
-    dedicated_endpoint_dns: str | None
-    deployed_models: tuple[DeployedModelStatus, ...]
-    traffic_split: dict[str, int]
-
-    @property
-    def in_service(self) -> bool:
-        return bool(self.deployed_models) and sum(self.traffic_split.values()) == 100
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "display_name": self.display_name,
-            "dedicated_endpoint_dns": self.dedicated_endpoint_dns,
-            "deployed_models": [m.to_json() for m in self.deployed_models],
-            "traffic_split": dict(self.traffic_split),
-        }
-
-
 class GcpOps:
     """
     Day-2 client for one endpoint (`projects/<p>/locations/<r>/endpoints/<id>`).
@@ -97,6 +65,8 @@ class GcpOps:
         endpoint_url: str | None = None,
         credentials: Any = None,
         api_url: str | None = None,
+        poll_interval_s: float = 5.0,
+        wait_timeout_s: float = 3600.0,
     ) -> None:
         match = _ENDPOINT.match(endpoint_name)
         if not match:
@@ -112,6 +82,9 @@ class GcpOps:
             f"{override}/v1/{endpoint_name}:rawPredict" if override else endpoint_url
         )
         self._credentials = credentials
+        self.poll_interval_s = poll_interval_s
+        self.wait_timeout_s = wait_timeout_s
+        self._models: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> GcpOps:
@@ -130,18 +103,70 @@ class GcpOps:
 
     # -- status ---------------------------------------------------------------------------
 
-    def status(self) -> EndpointStatus:
-        """GET the endpoint: deployed models, their machines and the traffic split."""
-        raw = self._request("GET", f"{self._api}/v1/{self.endpoint_name}", "get endpoint")
-        split = {str(k): int(v) for k, v in (raw.get("trafficSplit") or {}).items()}
-        models = tuple(_deployed(m, split) for m in raw.get("deployedModels") or [])
-        return EndpointStatus(
-            name=raw.get("name", self.endpoint_name),
-            display_name=raw.get("displayName"),
-            dedicated_endpoint_dns=raw.get("dedicatedEndpointDns") or None,
-            deployed_models=models,
-            traffic_split=split,
+    def status(self) -> EndpointHealth:
+        """GET the endpoint: deployed models as versions, the traffic split, the URL."""
+        raw = self._endpoint()
+        versions = self._versions(raw)
+        dns = raw.get("dedicatedEndpointDns") or None
+        if not versions:
+            state, why = "unhealthy", "no model is deployed on the endpoint"
+        elif sum(v.traffic_percent for v in versions) != 100:
+            state, why = "unhealthy", "the traffic split routes no traffic"
+        else:
+            state, why = "ready", None
+        return EndpointHealth(
+            state=state,
+            url=self._predict_url or _predict_url(self.region, self.endpoint_name, dns),
+            region=self.region,
+            versions=versions,
+            replicas=total_replicas(versions),
+            details={
+                "endpoint_name": raw.get("name", self.endpoint_name),
+                "display_name": raw.get("displayName"),
+                "dedicated_endpoint_dns": dns,
+                "deployed_model_ids": {v["displayName"]: v["id"] for v in _named(raw)},
+            },
+            detail=why,
         )
+
+    def versions(self) -> list[VersionHealth]:
+        """The endpoint's deployed models, named by their display names, with traffic."""
+        return self._versions(self._endpoint())
+
+    def _endpoint(self) -> dict[str, Any]:
+        return self._request("GET", f"{self._api}/v1/{self.endpoint_name}", "get endpoint")
+
+    def _versions(self, raw: Mapping[str, Any]) -> list[VersionHealth]:
+        split = {str(k): int(v) for k, v in (raw.get("trafficSplit") or {}).items()}
+        out = []
+        for deployed in _named(raw):
+            resources = deployed.get("dedicatedResources") or {}
+            container = self._container(deployed)
+            env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+            low = resources.get("minReplicaCount")
+            out.append(
+                VersionHealth(
+                    name=deployed["displayName"],
+                    traffic_percent=split.get(str(deployed["id"]), 0),
+                    image=container.get("imageUri"),
+                    model_revision=env.get(REVISION_ENV),
+                    replicas=int(low) if low is not None else None,
+                    state=None,  # Vertex reports no per-model state on the endpoint
+                )
+            )
+        return out
+
+    def _container(self, deployed: Mapping[str, Any]) -> dict[str, Any]:
+        """The containerSpec of a deployed model's model version ({} when unreadable)."""
+        name = _model_version(deployed)
+        if not name:
+            return {}
+        if name not in self._models:
+            try:
+                self._models[name] = self._request("GET", f"{self._api}/v1/{name}", "get model")
+            except CloudError:
+                self._models[name] = {}
+        return dict(self._models[name].get("containerSpec") or {})
 
     # -- invoke ---------------------------------------------------------------------------
 
@@ -181,33 +206,111 @@ class GcpOps:
 
     def _predict(self) -> str:
         """The rawPredict URL: from the outputs, else on the dedicated DNS or regional host."""
-        if self._predict_url:
-            return self._predict_url
-        dns = self.status().dedicated_endpoint_dns
-        host = dns.removeprefix("https://") if dns else f"{self.region}-aiplatform.googleapis.com"
-        self._predict_url = f"https://{host}/v1/{self.endpoint_name}:rawPredict"
+        if not self._predict_url:
+            dns = self._endpoint().get("dedicatedEndpointDns") or None
+            self._predict_url = _predict_url(self.region, self.endpoint_name, dns)
         return self._predict_url
 
-    # -- traffic --------------------------------------------------------------------------
+    # -- traffic (TrafficOps: deployed models + traffic_split) ----------------------------
 
-    def set_traffic(self, split: Mapping[str, int]) -> EndpointStatus:
+    def set_traffic(self, weights: dict[str, int]) -> EndpointHealth:
         """
-        Set the traffic split, e.g. {"1234": 90, "5678": 10}, and return the new status.
-
-        Percentages are whole numbers that add up to 100; every id must be deployed on the
-        endpoint. Models left out get no traffic.
+        Set the traffic split by version (deployed model display name), e.g.
+        {"m-default-v1": 90, "m-default-v2": 10}; versions left out get no traffic.
         """
-        wanted = _check_split(split)
-        known = {m.id for m in self.status().deployed_models}
-        unknown = sorted(set(wanted) - known)
-        if unknown:
-            raise InputError(
-                f"{self.endpoint_name} has no deployed model {', '.join(unknown)}",
-                hint=f"deployed model ids: {', '.join(sorted(known)) or 'none'}",
-            )
+        validate_weights(weights)
+        raw = self._endpoint()
+        ids = {m["displayName"]: str(m["id"]) for m in _named(raw)}
+        wanted = validate_weights(weights, list(ids))
+        split = {ids[name]: pct for name, pct in wanted.items()}
         url = f"{self._api}/v1/{self.endpoint_name}?updateMask=traffic_split"
-        self._request("PATCH", url, "update traffic split", json_body={"trafficSplit": wanted})
+        self._request("PATCH", url, "update traffic split", json_body={"trafficSplit": split})
         return self.status()
+
+    def deploy_version(self, spec_version: VersionSpec) -> EndpointHealth:
+        """
+        A new deployed model beside the live ones, with 0% of the traffic.
+
+        Vertex deploys models, not images: the base version's model is uploaded again as a
+        new version of the same Model (`models:upload` with `parentModel`) with the new
+        image and environment, then `endpoints:deployModel` with the base's machine and
+        replica settings and a split that keeps every current share ("0" is the new one).
+        Both are long-running operations, polled to the end.
+        """
+        raw = self._endpoint()
+        health = self.status()
+        if spec_version.name in health.traffic:
+            raise InputError(f"{self.endpoint_name} already has a version {spec_version.name}")
+        base_name = base_version(health, spec_version.base).name
+        base = next(m for m in _named(raw) if m["displayName"] == base_name)
+        model = self._request("GET", f"{self._api}/v1/{_model_version(base)}", "get model")
+        uploaded = self._wait(self._upload(model, spec_version), "upload model")
+        version = f"{uploaded['model']}@{uploaded.get('modelVersionId') or '1'}"
+        deployed = {
+            k: base[k] for k in ("dedicatedResources", "serviceAccount", "enableAccessLogging")
+            if k in base
+        }  # fmt: skip
+        resources = json.loads(json.dumps(deployed.get("dedicatedResources") or {}))
+        resources["minReplicaCount"] = spec_version.replicas
+        resources["maxReplicaCount"] = max(
+            spec_version.replicas, resources.get("maxReplicaCount") or 1
+        )
+        deployed.update(model=version, displayName=spec_version.name, dedicatedResources=resources)
+        split = {str(k): int(v) for k, v in (raw.get("trafficSplit") or {}).items()}
+        body = {"deployedModel": deployed, "trafficSplit": {**split, "0": 0}}
+        url = f"{self._api}/v1/{self.endpoint_name}:deployModel"
+        self._wait(self._request("POST", url, "deploy model", json_body=body), "deploy model")
+        return self.status()
+
+    def remove_version(self, name: str) -> EndpointHealth:
+        """`endpoints:undeployModel` for a version that takes no traffic (never the last)."""
+        raw = self._endpoint()
+        refuse_removal(self.status(), name)
+        ids = {m["displayName"]: str(m["id"]) for m in _named(raw)}
+        split = {k: int(v) for k, v in (raw.get("trafficSplit") or {}).items() if k != ids[name]}
+        body = {"deployedModelId": ids[name], "trafficSplit": split}
+        url = f"{self._api}/v1/{self.endpoint_name}:undeployModel"
+        self._wait(self._request("POST", url, "undeploy model", json_body=body), "undeploy model")
+        return self.status()
+
+    def _upload(self, model: Mapping[str, Any], spec_version: VersionSpec) -> dict[str, Any]:
+        """POST models:upload: the base model with the new image and env, as a new version."""
+        container = dict(model.get("containerSpec") or {})
+        env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+        env.update(spec_version.env)
+        if spec_version.model_revision:
+            env[REVISION_ENV] = spec_version.model_revision
+        container["imageUri"] = spec_version.image
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+        copy = {k: model[k] for k in ("displayName", "description", "labels") if k in model}
+        copy["containerSpec"] = container
+        parent = str(model.get("name", "")).split("@", 1)[0]
+        location = parent.split("/models/", 1)[0]
+        body = {"model": copy, "parentModel": parent}
+        return self._request(
+            "POST", f"{self._api}/v1/{location}/models:upload", "upload model", json_body=body
+        )
+
+    def _wait(self, operation: Mapping[str, Any], action: str) -> dict[str, Any]:
+        """Poll a long-running operation until `done`; its `response`, or its error raised."""
+        deadline = time.monotonic() + self.wait_timeout_s
+        while not operation.get("done"):
+            if time.monotonic() > deadline:
+                raise CloudError(
+                    f"{action}: {operation.get('name')} not done after {self.wait_timeout_s:.0f} s",
+                    hint="it may still finish: check `mdeploy status`",
+                )
+            time.sleep(self.poll_interval_s)
+            url = f"{self._api}/v1/{operation['name']}"
+            operation = self._request("GET", url, f"{action} (operation)")
+        if operation.get("error"):
+            error = operation["error"]
+            message = " ".join(str(error.get("message") or error).split())[:_MESSAGE_MAX]
+            raise CloudError(
+                f"{action} failed: {message}",
+                hint=_HINTS.get(403) if error.get("code") == 7 else None,
+            )
+        return dict(operation.get("response") or {})
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -255,38 +358,27 @@ class GcpOps:
         return reply
 
 
-def _deployed(raw: Mapping[str, Any], split: Mapping[str, int]) -> DeployedModelStatus:
-    resources = raw.get("dedicatedResources") or {}
-    spec = resources.get("machineSpec") or {}
-    count = spec.get("acceleratorCount")
-    low, high = resources.get("minReplicaCount"), resources.get("maxReplicaCount")
-    return DeployedModelStatus(
-        id=str(raw.get("id")),
-        model=str(raw.get("model", "")),
-        model_version_id=raw.get("modelVersionId"),
-        display_name=raw.get("displayName"),
-        machine_type=spec.get("machineType"),
-        accelerator_type=spec.get("acceleratorType"),
-        accelerator_count=int(count) if count is not None else None,
-        min_replicas=int(low) if low is not None else None,
-        max_replicas=int(high) if high is not None else None,
-        traffic=int(split.get(str(raw.get("id")), 0)),
-    )
+def _named(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Deployed models, each with a displayName (its id when Vertex reports none)."""
+    return [
+        {**m, "id": str(m.get("id")), "displayName": m.get("displayName") or str(m.get("id"))}
+        for m in raw.get("deployedModels") or []
+    ]
 
 
-def _check_split(split: Mapping[str, int]) -> dict[str, int]:
-    """Whole percentages 0–100 that add up to 100, checked before any call is made."""
-    if not split:
-        raise InputError("the traffic split is empty", hint="e.g. {'<deployed model id>': 100}")
-    out: dict[str, int] = {}
-    for key, value in split.items():
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-            raise InputError(f"traffic for {key}: {value!r} is not a whole percentage 0–100")
-        out[str(key)] = value
-    total = sum(out.values())
-    if total != 100:
-        raise InputError(f"the traffic split adds up to {total}, not 100")
-    return out
+def _model_version(deployed: Mapping[str, Any]) -> str | None:
+    """`projects/…/models/<id>@<version>` for a deployed model, None without a model."""
+    model = str(deployed.get("model") or "")
+    if not model:
+        return None
+    if "@" in model:
+        return model
+    return f"{model}@{deployed.get('modelVersionId') or '1'}"
+
+
+def _predict_url(region: str, endpoint_name: str, dns: str | None) -> str:
+    host = dns.removeprefix("https://") if dns else f"{region}-aiplatform.googleapis.com"
+    return f"https://{host}/v1/{endpoint_name}:rawPredict"
 
 
 def _encode(body: bytes | str | Mapping[str, Any]) -> bytes:
@@ -316,7 +408,8 @@ def _http_error(reply: Any, action: str) -> CloudError:
         hint = "a Vertex or container failure; check the endpoint's logs in Cloud Logging"
     if action == "streamRawPredict" and status in (400, 404):
         hint = "custom models stream only on dedicated endpoints: set mdeploy:dedicatedEndpoint"
-    return CloudError(f"{action} failed (HTTP {status}): {message}", hint=hint)
+    kind = NotFoundError if status == 404 and "predict" not in action.lower() else CloudError
+    return kind(f"{action} failed (HTTP {status}): {message}", hint=hint)
 
 
 def _transport_error(exc: Exception, action: str) -> CloudError:
