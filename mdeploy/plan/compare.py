@@ -153,23 +153,44 @@ def _clip(text: str, width: int) -> str:
 
 def to_text(rows: list[CompareRow], width: int = 100) -> str:
     """
-    The compare table as plain text, one line per row, at most `width` columns wide.
+    The compare table as plain text, at most `width` columns wide.
 
     Laid out in one pass over the cells (thousands of rows in milliseconds, where a general
-    table layout engine takes seconds). Every column is as wide as its longest cell; the
-    reason column gets what is left and is cut with an ellipsis, never wrapped, so an
-    instance type or a region is never split across lines (`--json` has the full reason).
+    table layout engine takes seconds). Every column is as wide as its longest cell and the
+    reason column gets what is left, cut with an ellipsis (`--json` has the full reason).
+    When the columns themselves do not fit, each row is stacked on two lines instead, so an
+    instance type or a region is never split or cut.
     """
     table = [list(_TEXT_HEAD), *(_text_cells(r) for r in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(_TEXT_HEAD) - 1)]
-    room = max(width - sum(widths) - 2 * len(widths), len(_TEXT_HEAD[-1]))
+    room = width - sum(widths) - 2 * len(widths)
+    if room < len(_TEXT_HEAD[-1]):
+        return _stacked_text(rows, width)
     out = []
     for line in table:
         cells = [
             cell.rjust(w) if i in _RIGHT else cell.ljust(w)
             for i, (cell, w) in enumerate(zip(line, widths, strict=False))
         ]
-        out.append(("  ".join(cells) + "  " + _clip(line[-1], room)).rstrip())
+        if line[3]:  # an offer fits: the reason column stays empty
+            out.append(("  ".join(cells) + "  " + _clip(line[-1], room)).rstrip())
+        else:  # no offer: the reason takes the offer columns too
+            lead = "  ".join(cells[:3]) + "  "
+            out.append(lead + _clip(line[-1], width - len(lead)))
+    return "\n".join(out) + "\n"
+
+
+def _stacked_text(rows: list[CompareRow], width: int) -> str:
+    """Two lines a row: where, then the offer (or why not), each cut only at the reason."""
+    out = []
+    for r in rows:
+        out.append(_clip(f"{r.target}  {r.region}  {r.country}/{r.jurisdiction}", width))
+        cells = _text_cells(r)
+        offer, gpus, hourly, monthly = cells[3:7]
+        detail = (
+            f"{offer} · {gpus} · {hourly}/h · {monthly}/month" if offer else "why not: " + cells[7]
+        )
+        out.append(_clip("    " + detail, width))
     return "\n".join(out) + "\n"
 
 

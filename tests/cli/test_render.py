@@ -83,3 +83,21 @@ def test_too_narrow_for_a_table_stacks_each_row(pools_spec):
     assert result.exit_code == 0
     assert "target kubernetes · region" in result.stdout.replace("\n", " ")
     assert all(len(line) <= 40 for line in result.stdout.splitlines())
+
+
+def compare(path: Path, columns: int, *extra: str):
+    return runner.invoke(app, ["compare", str(path), *extra], env={"COLUMNS": str(columns)})
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("spec", [*EXAMPLES, None], ids=lambda p: p.stem if p else "pools")
+def test_compare_fits_the_width_and_never_cuts_a_name(spec, columns, pools_spec):
+    path = spec or pools_spec
+    result = compare(path, columns)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert all(len(line) <= columns for line in text.splitlines()), text
+    for row in json.loads(compare(path, columns, "--json").stdout)["regions"]:
+        assert row["region"] in text  # regions whole, in the table or stacked
+        if row["fits"]:
+            assert row["instance_type"] in text, row["instance_type"]
