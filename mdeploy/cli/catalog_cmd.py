@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from mdeploy.cli._common import JsonOption, cli_errors, console, print_json
+from mdeploy.cli._common import JsonOption, PrettyOption, cli_errors, console, print_json
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -108,6 +108,7 @@ def offers_cmd(
     country: CountryOption = None,
     all_: AllOption = False,
     json_: JsonOption = False,
+    pretty: PrettyOption = False,
 ) -> None:
     """GPU offers the planner may rank, by target then price ([dim]~ = estimate[/])."""
     with cli_errors(json_out=json_):
@@ -122,20 +123,22 @@ def offers_cmd(
             include_flagged=all_,
         )
         if json_:
-            print_json([o.to_json() for o in offers])
+            print_json([o.to_json() for o in offers], pretty=pretty)
         else:
             console.print(_offers_table(offers, show_flags=all_))
 
 
 @catalog_app.command("gpus")
-def gpus_cmd(*, all_: AllOption = False, json_: JsonOption = False) -> None:
+def gpus_cmd(
+    *, all_: AllOption = False, json_: JsonOption = False, pretty: PrettyOption = False
+) -> None:
     """GPUs in the catalog: usable memory M, where offered, lowest $ per GPU-hour."""
     with cli_errors(json_out=json_):
         from mdeploy.catalog import gpu_summary
 
         rows = gpu_summary(include_flagged=all_)
         if json_:
-            print_json([r.to_json() for r in rows])
+            print_json([r.to_json() for r in rows], pretty=pretty)
             return
         table = _table("GPUs (M = usable GiB per GPU, ~ = estimated)")
         for name in ("GPU", "M GiB", "memory", "targets", "offers", "min $/GPU-h"):
@@ -155,6 +158,7 @@ def regions_cmd(
     jurisdiction: JurisdictionOption = None,
     country: CountryOption = None,
     json_: JsonOption = False,
+    pretty: PrettyOption = False,
 ) -> None:
     """Regions with their country and jurisdiction (what residency rules match)."""
     with cli_errors(json_out=json_):
@@ -162,13 +166,14 @@ def regions_cmd(
 
         regions = find_regions(target, jurisdictions=jurisdiction or (), countries=country or ())
         if json_:
-            print_json([vars(r) for r in regions])
+            print_json([vars(r) for r in regions], pretty=pretty)
             return
         table = _table(f"{len(regions)} regions")
-        for name in ("target", "region", "country", "jurisdiction", "notes"):
+        for name in ("target", "region", "country", "jurisdiction", "access", "notes"):
             table.add_column(name)
         for r in regions:
-            table.add_row(*map(escape, (r.target, r.region, r.country, r.jurisdiction, r.notes)))
+            cells = (r.target, r.region, r.country, r.jurisdiction, r.access, r.notes)
+            table.add_row(*map(escape, cells))
         console.print(table)
 
 
