@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mdeploy.targets import get_target
+from mdeploy.targets.base import EndpointHealth, Ops, TrafficOps
 from mdeploy.targets.kubernetes.ops import KubernetesOps
 from mdeploy.targets.kubernetes.target import TARGET, check_context, repository_of
 
@@ -139,20 +140,31 @@ def adapter():
 
 def test_status_probes_readiness(adapter):
     _Handler.ready = True
-    assert KubernetesOps({"endpoint_url": adapter}).status()["state"] == "ready"
+    outputs = {"endpoint_url": adapter, "endpoint_name": "m", "image": "r/m@sha256:ab"}
+    health = KubernetesOps(outputs).status()
+    assert isinstance(health, EndpointHealth) and health.state == "ready"
+    assert health.traffic == {"m": 100} and health.versions[0].image == "r/m@sha256:ab"
+    assert health.to_json()["details"]["http_status"] == 200
     _Handler.ready = False
-    assert KubernetesOps({"endpoint_url": adapter}).status()["state"] == "loading"
+    loading = KubernetesOps({"endpoint_url": adapter}).status()
+    assert loading.state == "loading" and loading.versions == []
 
 
 def test_status_of_unreachable_and_cluster_internal_urls():
     gone = KubernetesOps({"endpoint_url": "http://127.0.0.1:9"}, timeout_s=1).status()
-    assert gone["state"] == "unreachable"
+    assert gone.state == "unreachable"
     internal = KubernetesOps(
         {"endpoint_url": "http://m.mdeploy.svc.cluster.local", "namespace": "mdeploy",
          "service_name": "m"}
     ).status()  # fmt: skip
-    assert internal["state"] == "unknown"
-    assert "kubectl -n mdeploy port-forward svc/m" in internal["detail"]
+    assert internal.state == "unknown"
+    assert "kubectl -n mdeploy port-forward svc/m" in (internal.detail or "")
+    assert internal.to_json()["detail"] == internal.detail
+
+
+def test_kubernetes_ops_is_ops_but_not_yet_traffic_ops():
+    ops = KubernetesOps({"endpoint_url": "http://m.ns.svc.cluster.local"})
+    assert isinstance(ops, Ops) and not isinstance(ops, TrafficOps)
 
 
 def test_invoke_sends_the_api_key(adapter):

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
 from mdeploy.targets._config import config_bool, config_int, config_list
 from mdeploy.targets.aws.registry import ecr_host_parts, repository_for
-from mdeploy.targets.base import EndpointArgs, QuotaProblem, Target
+from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -474,7 +474,7 @@ class AwsTarget(Target):
             )
         return problems
 
-    def ops(self, outputs: dict[str, Any]) -> Any:
+    def ops(self, outputs: dict[str, Any]) -> Ops:
         from mdeploy.targets.aws.ops import AwsOps
 
         return AwsOps.from_outputs(outputs)

@@ -29,7 +29,7 @@ from mdeploy.serve.contract import (
     AZUREML_READINESS_ROUTE,
     AZUREML_SCORING_ROUTE,
 )
-from mdeploy.targets.base import EndpointArgs, QuotaProblem, Target
+from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -428,7 +428,7 @@ class AzureTarget(Target):
 
         return quota_problem(args)
 
-    def ops(self, outputs: dict[str, Any]) -> Any:
+    def ops(self, outputs: dict[str, Any]) -> Ops:
         """The HTTPS day-2 client for a deployed stack's outputs."""
         from mdeploy.targets.azure.ops import AzureOps
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mdeploy.errors import InputError
 from mdeploy.targets._config import config_bool, config_int
-from mdeploy.targets.base import EndpointArgs, QuotaProblem, Target
+from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -355,7 +355,7 @@ class GcpTarget(Target):
             )
         return quota_problem(args, project)
 
-    def ops(self, outputs: dict[str, Any]) -> Any:
+    def ops(self, outputs: dict[str, Any]) -> Ops:
         from mdeploy.targets.gcp.ops import GcpOps
 
         return GcpOps.from_outputs(outputs)

@@ -5,6 +5,11 @@ No Kubernetes client library: status comes from the stack outputs plus an HTTP p
 adapter's readiness route (`/ready`, 200 only once the model is loaded) at the endpoint URL.
 A cluster-internal URL (*.svc.cluster.local) cannot be probed from outside the cluster; the
 status then says so and how to reach it (`kubectl port-forward`). Standard library only.
+
+Not a TrafficOps yet: weights between two Deployments behind one Service are proportional
+to their replicas, which the component's HorizontalPodAutoscaler rewrites, and Gateway API
+HTTPRoute weights need a route the component does not create; both are issue 13's work.
+The one version reported is the stack's Deployment, with all the traffic.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError
+from mdeploy.targets.base import EndpointHealth, VersionHealth
 
 __all__ = ["KubernetesOps"]
 
@@ -38,28 +44,50 @@ class KubernetesOps:
     def in_cluster_only(self) -> bool:
         return ".svc.cluster.local" in self.url
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> EndpointHealth:
         """`ready` (model loaded), `loading` (adapter up, model not yet), or why unknown."""
+        state, detail, details = self._probe()
+        name = str(self.outputs.get("endpoint_name") or "")
+        versions = (
+            [VersionHealth(name=name, traffic_percent=100, image=self.outputs.get("image"))]
+            if name
+            else []
+        )
+        return EndpointHealth(
+            state=state,
+            url=self.url or None,
+            region=None,  # the plan's region is the node affinity; the URL does not say it
+            versions=versions,
+            replicas=None,
+            details={
+                "namespace": self.outputs.get("namespace"),
+                "service_name": self.outputs.get("service_name"),
+                **details,
+            },
+            detail=detail,
+        )
+
+    def _probe(self) -> tuple[str, str | None, dict[str, Any]]:
+        """(state, a line for a person, facts) from GET <url>/ready."""
         if not self.url:
-            return {"state": "unknown", "detail": "the stack has no endpoint_url output"}
+            return "unknown", "the stack has no endpoint_url output", {}
         if self.in_cluster_only:
-            return {
-                "state": "unknown",
-                "url": self.url,
-                "detail": "cluster-internal URL; probe it with `kubectl -n "
+            return (
+                "unknown",
+                "cluster-internal URL; probe it with `kubectl -n "
                 f"{self.outputs.get('namespace', 'mdeploy')} port-forward svc/"
                 f"{self.outputs.get('service_name', 'SERVICE')} 8080:80` and "
                 "http://127.0.0.1:8080/ready, or set mdeploy:ingressHost",
-            }
+                {},
+            )
         try:
             with urllib.request.urlopen(self.url + READY_PATH, timeout=self.timeout_s) as resp:
-                return {"state": "ready", "url": self.url, "http_status": resp.status}
+                return "ready", None, {"http_status": resp.status}
         except urllib.error.HTTPError as exc:
             state = "loading" if exc.code == 503 else "unhealthy"
-            return {"state": state, "url": self.url, "http_status": exc.code}
+            return state, f"{READY_PATH} answered HTTP {exc.code}", {"http_status": exc.code}
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            return {"state": "unreachable", "url": self.url, "detail": str(reason)}
+            return "unreachable", str(getattr(exc, "reason", exc)), {}
 
     def invoke(self, body: bytes | str | dict[str, Any], *, stream: bool = False) -> Any:
         """

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from mdeploy.targets.base import EndpointArgs, Target, repository_of
+from mdeploy.targets.base import EndpointArgs, Ops, Target, repository_of
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -150,7 +150,7 @@ class KubernetesTarget(Target):
         problem = region_problem(args.region, labels)
         return (problem, hint) if problem else None
 
-    def ops(self, outputs: dict[str, Any]) -> Any:
+    def ops(self, outputs: dict[str, Any]) -> Ops:
         from mdeploy.targets.kubernetes.ops import KubernetesOps
 
         return KubernetesOps(outputs)
