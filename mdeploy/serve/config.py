@@ -16,7 +16,8 @@ MDEPLOY_READY_TTL           seconds a readiness answer is reused (1)
 MDEPLOY_PROBE_TIMEOUT       seconds one engine /health probe may take (1)
 MDEPLOY_GRACE_SECONDS       drain time for in-flight requests on SIGTERM (25)
 MDEPLOY_API_KEY             when set, every route but liveness/readiness needs
-                            `Authorization: Bearer <key>` (else 401)
+                            `Authorization: Bearer <key>` (else 401); default:
+                            VLLM_API_KEY, the engine's own key, when that is set
 MDEPLOY_MAX_INSTANCES       most Vertex `instances` in one predict request (1024);
                             more is answered 413 before any engine call
 MDEPLOY_FANOUT_CONNECTIONS  engine connections all Vertex fan-outs share (64)
@@ -149,15 +150,22 @@ def load_config(
 
 
 def _api_key(environ: Mapping[str, str]) -> str | None:
-    """The key, or None when unset or blank; its value never appears in an error."""
-    key = environ.get("MDEPLOY_API_KEY", "").strip()
-    if not key:
-        return None
-    if not key.isascii() or not key.isprintable() or " " in key:
-        raise ServeConfigError(
-            "MDEPLOY_API_KEY must be printable ASCII without spaces (it is sent as a Bearer token)"
-        )
-    return key
+    """
+    The key, or None when unset or blank; its value never appears in an error.
+
+    VLLM_API_KEY is the fallback: the Kubernetes target puts its generated key there for the
+    engine, which then guards only `/v1/*`; reading it here guards every other route too.
+    """
+    for name in ("MDEPLOY_API_KEY", "VLLM_API_KEY"):
+        key = environ.get(name, "").strip()
+        if not key:
+            continue
+        if not key.isascii() or not key.isprintable() or " " in key:
+            raise ServeConfigError(
+                f"{name} must be printable ASCII without spaces (it is sent as a Bearer token)"
+            )
+        return key
+    return None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:

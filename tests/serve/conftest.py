@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
-# Variables that would make the adapter detect a cloud: never inherited from the test runner.
-_MARKERS = ("AIP_", "AZUREML_", "SAGEMAKER_", "SM_", "MDEPLOY_")
+# Variables that would make the adapter detect a cloud (or require a key): never inherited.
+_MARKERS = ("AIP_", "AZUREML_", "SAGEMAKER_", "SM_", "MDEPLOY_", "VLLM_API_KEY")
 
 
 def free_port() -> int:

@@ -70,3 +70,9 @@ def test_a_malformed_key_is_refused_without_echoing_it(monkeypatch, capsys):
     assert main(["--engine-url", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert "MDEPLOY_API_KEY" in err and "SECRETPART" not in err
+
+
+def test_the_engine_key_guards_every_route_when_no_adapter_key_is_set():
+    # The Kubernetes target sets VLLM_API_KEY from its generated Secret.
+    assert load_config({"VLLM_API_KEY": KEY}).api_key == KEY
+    assert load_config({"VLLM_API_KEY": "other", "MDEPLOY_API_KEY": KEY}).api_key == KEY
