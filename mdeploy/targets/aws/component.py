@@ -28,8 +28,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -550,12 +548,11 @@ class AwsEndpoint(pulumi.ComponentResource):
 
 def _read_local_secret(scheme: str, target: str, env_name: str) -> pulumi.Output[str]:
     """The value of an env:/file: reference as a Pulumi secret; missing is an error on `up`."""
-    if scheme == "env":
-        value, where = os.environ.get(target), f"environment variable {target}"
-    else:
-        path = Path(target).expanduser()
-        value = path.read_text().removesuffix("\n") if path.is_file() else None
-        where = f"file {target}"
+    from mdeploy.targets._secrets import read_local_secret
+
+    field = f"serving.secrets.{env_name}"
+    value = read_local_secret(scheme, target, field=field)
+    where = f"environment variable {target}" if scheme == "env" else f"file {target}"
     if value:
         return pulumi.Output.secret(value)
     if pulumi.runtime.is_dry_run():

@@ -202,10 +202,9 @@ def environment_version(image: str) -> str:
 
 def read_local_secret(kind: str, where: str) -> str | None:
     """The value behind an env:/file: reference on the deployer's machine, or None."""
-    if kind == "env":
-        return os.environ.get(where) or None
-    path = Path(where).expanduser()
-    return (path.read_text().strip() or None) if path.is_file() else None
+    from mdeploy.targets._secrets import read_local_secret as read
+
+    return read(kind, where)
 
 
 def azure_tags(args: EndpointArgs) -> dict[str, str]:

@@ -29,9 +29,7 @@ version with the runtime account's token before starting the engine.
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -113,20 +111,15 @@ def parse_secret_ref(text: str) -> tuple[str | None, str, str]:
 
 def _local_value(var: str, kind: str, where: str) -> str:
     """Read an env:/file: secret value at deploy time; errors never show the value."""
-    if kind == "env":
-        value = os.environ.get(where)
-        if value is None:
-            raise InputError(
-                f"serving.secrets.{var}: env:{where} is not set",
-                hint=f"export {where} before `mdeploy up`; it is stored in Secret Manager",
-            )
-        return value
-    try:
-        return Path(where).expanduser().read_text().rstrip("\r\n")
-    except OSError as exc:
+    from mdeploy.targets._secrets import read_local_secret
+
+    value = read_local_secret(kind, where, field=f"serving.secrets.{var}")
+    if value is None:
         raise InputError(
-            f"serving.secrets.{var}: cannot read file:{where} ({exc.strerror})"
-        ) from None
+            f"serving.secrets.{var}: {kind}:{where} is not set or empty",
+            hint="set it before `mdeploy up`; it is stored in Secret Manager, never printed",
+        )
+    return value
 
 
 def _project(settings: GcpSettings) -> Output[str]:

@@ -23,9 +23,6 @@ Stack config (`pulumi config set mdeploy:<key>`), every key optional:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pulumi
 from pulumi_kubernetes.apps import v1 as apps
 from pulumi_kubernetes.autoscaling import v2 as autoscaling
@@ -338,10 +335,9 @@ def _secret_ref(var: str, secret: pulumi.Input[str], key: str) -> core.EnvVarArg
 
 def _read_local(kind: str, where: str) -> str:
     """The value behind an env:/file: reference on the deployer's machine ('' when absent)."""
-    if kind == "env":
-        return os.environ.get(where, "")
-    path = Path(where).expanduser()
-    return path.read_text().strip() if path.is_file() else ""
+    from mdeploy.targets._secrets import read_local_secret
+
+    return read_local_secret(kind, where) or ""
 
 
 def _check_supported(args: EndpointArgs, cfg: pulumi.Config) -> None:
