@@ -473,7 +473,7 @@ def _importable(module: str) -> bool:
 
 
 def print_report(report: dict) -> None:
-    print(f"# {report['machine']}")
+    print(f"# {report['machine']} (this process; the adapter uses what it finds)")
     print(
         f"# {report['rounds']} rounds; {report['clients']} clients non-streaming, "
         f"{report['stream_clients']} clients streaming; median [min–max] over rounds"
