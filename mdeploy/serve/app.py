@@ -205,7 +205,10 @@ class Adapter:
         )
 
     async def _body(self, request: Request) -> bytes:
-        return await request.body(self.config.max_body_bytes, self.config.body_timeout)
+        state = request.scope.get(HANGUP)
+        # A body that came whole with the headers cannot stall: no deadline timer for it.
+        timeout = None if state is not None and state.body_complete else self.config.body_timeout
+        return await request.body(self.config.max_body_bytes, timeout)
 
     async def _invoke(self, request: Request, send: Send) -> None:
         """SageMaker /invocations, Azure /score: route an OpenAI body by its shape."""

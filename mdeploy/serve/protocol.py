@@ -35,13 +35,19 @@ HANGUP = "mdeploy.hangup"  # the scope key
 
 
 class Hangup:
-    """Set by the protocol when the client's connection is lost mid-request."""
+    """
+    Set by the protocol when the client's connection is lost mid-request.
 
-    __slots__ = ("callback", "gone")
+    `body_complete` says the whole body came with the headers, so reading it cannot stall
+    and the app needs no body deadline (no timer) for this request.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("body_complete", "callback", "gone")
+
+    def __init__(self, body_complete: bool = False) -> None:
         self.callback: Callable[[], None] | None = None
         self.gone = False
+        self.body_complete = body_complete
 
     def fire(self) -> None:
         self.gone = True
@@ -72,12 +78,14 @@ def with_header_deadline(seconds: float) -> type[asyncio.Protocol]:
             self._arm()
 
         def data_received(self, data: bytes) -> None:
-            cycle = self.cycle
+            before = self.cycle
             super().data_received(data)
-            if self.cycle is not cycle:  # a new request's headers are complete
+            new = self.cycle
+            if new is not before:  # a new request's headers are complete
                 self._disarm()
-                self.cycle.scope[HANGUP] = Hangup()  # read by the app once its task runs
-            elif self._header_timer is None and (cycle is None or cycle.response_complete):
+                # Read by the app once its task runs (the task was only scheduled).
+                new.scope[HANGUP] = Hangup(body_complete=not new.more_body)
+            elif self._header_timer is None and (before is None or before.response_complete):
                 # Part of the next request's head on a kept-alive connection. A head that
                 # arrives whole (the usual case) never costs a timer.
                 self._arm()
