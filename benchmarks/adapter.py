@@ -375,12 +375,14 @@ async def _fanout(pid: int, port: int, route: str, n: int) -> dict:
     await throughput(port, small, 1, 0.2)  # warm the engine pool
     fds = [len(os.listdir(f"/proc/{pid}/fd"))] if Path("/proc").is_dir() else []
     baseline = fds[0] if fds else None
+    rss = [_rss_mib(pid)]
     latencies: list[float] = []
     done = asyncio.Event()
 
     async def sample() -> None:
         while fds and not done.is_set():
             fds.append(len(os.listdir(f"/proc/{pid}/fd")))
+            rss.append(_rss_mib(pid))
             await asyncio.sleep(0.02)
 
     async def other_client() -> None:
@@ -404,6 +406,8 @@ async def _fanout(pid: int, port: int, route: str, n: int) -> dict:
     writer.close()
     done.set()
     await asyncio.gather(*helpers, return_exceptions=True)
+    await asyncio.sleep(1.0)
+    rss_after = _rss_mib(pid)
     latencies.sort()
     return {
         "instances": n,
@@ -411,12 +415,26 @@ async def _fanout(pid: int, port: int, route: str, n: int) -> dict:
         "seconds": round(seconds, 2),
         "fds_baseline": baseline,
         "fds_peak": max(fds) if fds else None,
+        "rss_mib_baseline": rss[0],
+        "rss_mib_peak": max((r for r in rss if r is not None), default=None),
+        "rss_mib_1s_after": rss_after,
         "other_client_requests": len(latencies),
         "other_client_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
         "other_client_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)
         if latencies
         else None,
     }
+
+
+def _rss_mib(pid: int) -> float | None:
+    """Resident memory of a process, MiB (Linux), else None."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 def _cwd_safe(args: argparse.Namespace) -> list[str]:
@@ -499,7 +517,9 @@ def print_report(report: dict) -> None:
         f = report["fanout"]
         print(
             f"fan-out: {f['instances']} instances -> {f['status']} in {f['seconds']} s; "
-            f"adapter fds {f['fds_baseline']} -> peak {f['fds_peak']}; other client "
+            f"adapter fds {f['fds_baseline']} -> peak {f['fds_peak']}, RSS "
+            f"{f['rss_mib_baseline']} -> peak {f['rss_mib_peak']} -> {f['rss_mib_1s_after']} MiB"
+            f" 1 s after; other client "
             f"{f['other_client_requests']} requests, p50 {f['other_client_p50_ms']} ms, "
             f"p99 {f['other_client_p99_ms']} ms"
         )

@@ -142,6 +142,7 @@ def run(
             http=with_header_deadline(config.header_timeout),
             limit_concurrency=config.max_connections,
             proxy_headers=False,  # nothing reads the client address: skip the middleware
+            ws="none",  # no WebSocket route: uvicorn[standard] brings websockets, keep it off
             access_log=False,  # the adapter writes its own, without query strings
             server_header=False,
             timeout_keep_alive=KEEP_ALIVE_S,
