@@ -17,9 +17,10 @@ import logging
 import math
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mdeploy.deploy.program import (
@@ -35,6 +36,7 @@ from mdeploy.targets import get_target
 
 if TYPE_CHECKING:
     from mdeploy.deploy.mocks import RecordedResource
+    from mdeploy.errors import PolicyError
     from mdeploy.plan.models import Plan
     from mdeploy.spec import LoadedSpec
     from mdeploy.targets.base import EndpointArgs
@@ -114,11 +116,11 @@ def synth_targets(
         raise InputError("--target and --all-targets exclude each other", hint="pass one")
     if all_targets:
         results, skipped = [], []
-        for name in deploy_targets(loaded.spec):
-            try:
-                results.append(synth(loaded, name))
-            except PolicyError as exc:
-                skipped.append({"target": name, "reason": exc.message})
+        for name, outcome in _synth_each(loaded, deploy_targets(loaded.spec)):
+            if isinstance(outcome, SynthResult):
+                results.append(outcome)
+            else:
+                skipped.append({"target": name, "reason": outcome.message})
         if not results:
             raise PolicyError(
                 "no target can host this spec: "
@@ -127,6 +129,84 @@ def synth_targets(
             )
         return results, skipped
     return [synth(loaded, target or _chosen_target(loaded))], []
+
+
+def _synth_each(
+    loaded: LoadedSpec, names: list[str]
+) -> list[tuple[str, SynthResult | PolicyError]]:
+    """
+    Every target's graph (or the PolicyError that skips it), in `names` order.
+
+    Each target runs in its own forked process when more than one core is ours: most of a
+    synth is importing that target's Pulumi provider package (hundreds of ms each) and the
+    mock engine keeps process-global state, so processes, not threads. The output does not
+    depend on the order in which they finish. MDEPLOY_SYNTH_WORKERS=1 (or no fork on this
+    platform, or a process that already runs threads, where fork is unsafe) runs them one
+    after the other in this process. The CLI forks before any mock engine has started.
+    """
+    workers = _workers(len(names))
+    if workers <= 1:
+        return [(name, _synth_one(loaded, name)) for name in names]
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(_synth_child, loaded, name) for name in names]
+        return [
+            (name, _unpack(future.result())) for name, future in zip(names, futures, strict=True)
+        ]
+
+
+def _workers(count: int) -> int:
+    import multiprocessing
+
+    if count <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if threading.active_count() > 1:
+        return 1  # forking a process with threads (gRPC of an earlier mock engine) can hang
+    raw = os.environ.get("MDEPLOY_SYNTH_WORKERS", "").strip()
+    if raw.isdigit() and int(raw) >= 1:
+        return min(count, int(raw))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(count, cores or 1))
+
+
+def _synth_one(loaded: LoadedSpec, name: str) -> SynthResult | PolicyError:
+    from mdeploy.errors import PolicyError
+
+    try:
+        return synth(loaded, name)
+    except PolicyError as exc:
+        return exc
+
+
+def _synth_child(loaded: LoadedSpec, name: str) -> tuple[str, Any, str, str | None]:
+    """In a worker: ("ok", result, "", None) or (kind, None, message, hint) of an error."""
+    try:
+        outcome = _synth_one(loaded, name)
+    except MdeployError as exc:
+        return (type(exc).__name__, None, exc.message, exc.hint)
+    if isinstance(outcome, SynthResult):
+        if outcome.resolved is not None:  # the plan holds closures (lazy reasons): not sent
+            outcome.resolved = replace(outcome.resolved, plan=None)  # type: ignore[arg-type]
+        return ("ok", outcome, "", None)
+    return ("PolicyError", None, outcome.message, outcome.hint)
+
+
+def _unpack(packed: tuple[str, Any, str, str | None]) -> SynthResult | PolicyError:
+    """A worker's answer back as a result, a skip, or the error raised here."""
+    from mdeploy import errors
+
+    kind, result, message, hint = packed
+    if kind == "ok":
+        return result
+    if kind == "PolicyError":
+        return errors.PolicyError(message, hint=hint)
+    error = getattr(errors, kind, None)
+    if not (isinstance(error, type) and issubclass(error, MdeployError)):
+        error = CloudError
+    raise error(message, hint=hint)
 
 
 def _chosen_target(loaded: LoadedSpec) -> str:

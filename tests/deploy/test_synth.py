@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -261,3 +265,59 @@ def test_an_alias_is_emitted_as_the_canonical_id_on_every_target(cli, spec_file,
             f"--served-model-name {CANONICAL}" in f or f'"--served-model-name", "{CANONICAL}"' in f
             for f in flags
         ), flags
+
+
+def _all_targets(spec_file, workers: int, env: dict | None = None):
+    """`synth --all-targets --json` in a fresh process (the CLI forks its workers)."""
+    run_env = {**os.environ, **(env or {}), "MDEPLOY_SYNTH_WORKERS": str(workers)}
+    code = "from mdeploy.cli.app import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, "synth", str(spec_file), "--all-targets", "--json"],
+        capture_output=True, text=True, timeout=300, env=run_env,
+    )  # fmt: skip
+
+
+def test_all_targets_in_worker_processes_give_the_same_document(spec_file, facts, monkeypatch):
+    """Concurrent synth (forked workers) prints byte for byte what the sequential one does."""
+    monkeypatch.setenv("HF_TOKEN", facts.canary)
+    text = spec_file.read_text().replace("residency: [EU]", "residency: [EU]\n  gpus: [L4, H100]")
+    spec_file.write_text(text)  # some targets offer neither here: skipped, in order
+    sequential = _all_targets(spec_file, 1)
+    concurrent = _all_targets(spec_file, 4)
+    assert sequential.returncode == concurrent.returncode == 0, concurrent.stderr
+    assert concurrent.stdout == sequential.stdout
+    doc = json.loads(concurrent.stdout)
+    assert [g["target"] for g in doc["targets"]] == ["aws", "azure", "gcp"]
+    assert [s["target"] for s in doc["skipped"]] == ["kubernetes"]  # no L4/H100 there
+
+
+def test_an_error_in_a_worker_is_reported_like_in_process(spec_file, tmp_path):
+    hook = tmp_path / "sitecustomize.py"  # breaks the gcp component in every process
+    hook.write_text(
+        "from mdeploy.targets.gcp.target import GcpTarget\n"
+        "def broken(self, name, args, opts=None):\n"
+        "    raise RuntimeError('boom')\n"
+        "GcpTarget.component = broken\n"
+    )
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for workers in (1, 3):
+        result = _all_targets(spec_file, workers, env)
+        assert result.returncode == 1, result.stderr
+        assert "the gcp component failed under the mock engine: RuntimeError: boom" in (
+            result.stderr
+        )
+        assert "Traceback" not in result.stderr
+
+
+def test_fork_is_not_used_in_a_process_that_runs_threads(monkeypatch):
+    from mdeploy.deploy import synth as synth_mod
+
+    monkeypatch.setenv("MDEPLOY_SYNTH_WORKERS", "4")
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, daemon=True)
+    worker.start()
+    try:
+        assert synth_mod._workers(4) == 1
+    finally:
+        stop.set()
+        worker.join(timeout=5)
