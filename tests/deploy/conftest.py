@@ -172,3 +172,17 @@ def python_only_path(tmp_path: Path) -> str:
     (bin_dir / "python").symlink_to(sys.executable)
     assert shutil.which("pulumi", path=str(bin_dir)) is None
     return str(bin_dir)
+
+
+@pytest.fixture(autouse=True)
+def _no_cloud_quota_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    `up` asks the cloud's quota service first; here no test may reach a real cloud, so each
+    cloud's `quota_problem` answers "no problem" unless a test scripts it (test_preflight).
+    """
+    from mdeploy.targets.aws.target import AwsTarget
+    from mdeploy.targets.azure.target import AzureTarget
+    from mdeploy.targets.gcp.target import GcpTarget
+
+    for target in (AwsTarget, AzureTarget, GcpTarget):
+        monkeypatch.setattr(target, "quota_problem", lambda self, args: None)
