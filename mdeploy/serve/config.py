@@ -25,6 +25,8 @@ MDEPLOY_HEADER_TIMEOUT      seconds a client has to send a request's headers (10
 MDEPLOY_BODY_TIMEOUT        seconds a client has to send a request's body (60)
 MDEPLOY_MAX_CONNECTIONS     open client connections before new requests get 503 (1024)
 MDEPLOY_ACCESS_LOG          1: one access line per request at INFO (default: only 5xx)
+MDEPLOY_FAST_PATH           0: every request through the ASGI app (default 1: routes
+                            needing no translation are proxied by `fastpath.py`)
 ==========================  ======================================================
 
 The grace default stays under SageMaker's 30 s between SIGTERM and SIGKILL. The API key is
@@ -86,6 +88,7 @@ class ServeConfig:
     body_timeout: float = 60.0
     max_connections: int = 1024
     access_log: bool = False
+    fast_path: bool = True
 
     @property
     def platform(self) -> str:
@@ -146,6 +149,7 @@ def load_config(
         body_timeout=_float(environ, "MDEPLOY_BODY_TIMEOUT", 60.0),
         max_connections=_int(environ, "MDEPLOY_MAX_CONNECTIONS", 1024, low=1),
         access_log=_flag(environ, "MDEPLOY_ACCESS_LOG"),
+        fast_path=_flag(environ, "MDEPLOY_FAST_PATH", default=True),
     )
 
 
@@ -168,9 +172,11 @@ def _api_key(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def _flag(environ: Mapping[str, str], name: str) -> bool:
+def _flag(environ: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     raw = environ.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if not raw:
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True

@@ -83,6 +83,19 @@ def _http_stack() -> str:
     return f"{loop} loop, {parser} parser"
 
 
+def _protocol(config: ServeConfig) -> type:
+    """
+    The HTTP protocol: the fast path (`fastpath.py`) in front of uvicorn's protocol with the
+    header deadline, or that protocol alone with MDEPLOY_FAST_PATH=0 or without httptools.
+    """
+    slow = with_header_deadline(config.header_timeout)
+    if not config.fast_path:
+        return slow
+    from mdeploy.serve.fastpath import fast_protocol, fast_settings
+
+    return fast_protocol(fast_settings(config, KEEP_ALIVE_S), slow)
+
+
 def _log_lines(lines: list[str]) -> None:
     for line in lines:
         log.info("%s", line)
@@ -139,7 +152,7 @@ def run(
             # uvloop when installed (uvicorn's "auto"); the protocol is uvicorn's automatic
             # choice (httptools when installed, else h11) with a header deadline added.
             loop="auto",
-            http=with_header_deadline(config.header_timeout),
+            http=_protocol(config),
             limit_concurrency=config.max_connections,
             proxy_headers=False,  # nothing reads the client address: skip the middleware
             ws="none",  # no WebSocket route: uvicorn[standard] brings websockets, keep it off

@@ -1,0 +1,850 @@
+"""
+The adapter's fast path: pass-through routes proxied at the protocol level, bytes as they come.
+
+Most requests need no translation: the OpenAI routes (`/v1/chat/completions`,
+`/v1/completions`, `/v1/models`, `/health`, `/metrics`), SageMaker `/invocations` and Azure
+`/score` with an OpenAI body that names its model, and Vertex rawPredict of such a body. For
+those, uvicorn's protocol, the ASGI call, the asyncio streams of the engine client and the
+decode / re-encode of every chunk cost about five times what nginx spends per request (issue
+15). This `asyncio.Protocol` does what a plain reverse proxy does instead:
+
+- it parses the request head with httptools and checks auth, size, framing and the connection
+  cap;
+- it writes the request to a pooled keep-alive engine connection (an `asyncio.Protocol` client
+  whose httptools response parser finds the end of the response, chunked or content-length);
+- it writes the engine's response bytes to the client as they arrive, head rewritten (hop-by-hop
+  headers dropped), body untouched (no per-chunk decode or re-encode), with flow control: when
+  the client's send buffer is full, the engine connection stops being read.
+
+Anything else is handed, with the bytes read so far, to uvicorn's protocol (`fallback`), which
+then serves that connection for the rest of its life through the ASGI app (`app.py`):
+readiness and liveness, Vertex `instances`, a body without `model`, a wrong or missing API key
+(401), a declared body over the limit (413), chunked request bodies, `Expect`, HTTP/1.0, a
+malformed head, the connection cap (503). Those answers therefore stay exactly as they were.
+
+Behaviour kept on the fast path, as in `proxy.py`: 503 when the engine is unreachable (one
+retry on a fresh connection when a reused one was closed by the engine while idle), 504 when
+it sends nothing for `engine_timeout` seconds, engine errors passed through, an SSE stream
+that breaks at an event boundary ended with an `error` event, any other broken body cut short
+by closing the client connection; a client hanging up closes the engine connection (vLLM
+then aborts the generation); header, body and keep-alive deadlines (one lazily re-armed timer
+per connection, not one per request); on SIGTERM (uvicorn's `shutdown()`) idle connections
+close at once and busy ones after their response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from mdeploy.serve.config import ServeConfig
+from mdeploy.serve.contract import LIVENESS_ROUTE, READINESS_ROUTE
+from mdeploy.serve.translate import CHAT_ROUTE, COMPLETIONS_ROUTE, ENGINE_POST_ROUTES
+
+try:
+    import httptools
+except ImportError:  # pragma: no cover - uvicorn[standard] installs it
+    httptools = None
+
+__all__ = ["FastSettings", "fast_protocol", "fast_settings"]
+
+log = logging.getLogger("mdeploy.serve")
+access_log = logging.getLogger("mdeploy.serve.access")
+
+_HEAD_MAX = 64 * 1024  # a longer request head goes to uvicorn, which refuses it
+_PIPELINE_MAX = 1024 * 1024  # buffered bytes of later requests before reading pauses
+_MAX_IDLE = 256
+_HOP = (
+    b"connection",
+    b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+)
+_DROP_REQUEST = frozenset({*_HOP, b"host", b"content-length", b"expect"})
+# The body goes through with its own framing, so transfer-encoding and content-length stay.
+_DROP_RESPONSE = frozenset({*_HOP, b"server"}) - {b"transfer-encoding"}
+_SSE_BROKEN = (
+    b'data: {"error": {"message": "the inference engine stopped mid-stream", '
+    b'"type": "engine_unavailable", "code": 503}}\n\n'
+)
+_HEAD_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 36\r\nconnection: close\r\n\r\nrequest headers not received in time"
+)
+
+
+@dataclass(frozen=True)
+class FastSettings:
+    """What the fast path needs from the adapter's configuration (paths as bytes)."""
+
+    engine_host: str
+    engine_port: int
+    engine_prefix: bytes
+    get_routes: frozenset[bytes]
+    post_routes: frozenset[bytes]
+    invoke_route: bytes | None  # SageMaker / Azure: routed by the body's shape
+    raw_predict_route: bytes | None  # Vertex: rawPredict bodies only
+    open_routes: frozenset[bytes]
+    api_key: bytes | None
+    forward_authorization: bool
+    max_body: int
+    header_timeout: float
+    body_timeout: float
+    engine_timeout: float
+    keep_alive: float
+    access_log: bool
+
+
+def fast_settings(config: ServeConfig, keep_alive: float) -> FastSettings:
+    """
+    The fast path's view of `config`, mirroring `Adapter._routes`.
+
+    A path a platform claims for itself (Vertex may point its health or predict route at
+    `/health` or `/v1/completions`) is left to the app, which routes it as today.
+    """
+    from urllib.parse import urlsplit
+
+    contract = config.contract
+    claimed = {LIVENESS_ROUTE, READINESS_ROUTE, contract.liveness, contract.readiness}
+    claimed.add(contract.inference or "")
+    open_platform = (contract.liveness, contract.readiness)
+    parts = urlsplit(config.engine_url)
+    invoke = raw = None
+    if contract.inference and contract.platform == "vertex":
+        raw = contract.inference.encode()
+    elif contract.inference:
+        invoke = contract.inference.encode()
+    return FastSettings(
+        engine_host=parts.hostname or "127.0.0.1",
+        engine_port=parts.port or 80,
+        engine_prefix=parts.path.rstrip("/").encode(),
+        get_routes=frozenset(p.encode() for p in {"/v1/models", "/health", "/metrics"} - claimed),
+        post_routes=frozenset(p.encode() for p in ENGINE_POST_ROUTES - claimed),
+        invoke_route=invoke,
+        raw_predict_route=raw,
+        open_routes=frozenset(
+            p.encode() for p in (LIVENESS_ROUTE, READINESS_ROUTE, "/health", *open_platform) if p
+        ),
+        api_key=config.api_key.encode() if config.api_key else None,
+        forward_authorization=config.platform == "plain",
+        max_body=config.max_body_bytes,
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        engine_timeout=config.engine_timeout,
+        keep_alive=keep_alive,
+        access_log=config.access_log,
+    )
+
+
+def fast_protocol(settings: FastSettings, fallback: type[asyncio.Protocol]) -> type[Any]:
+    """
+    A uvicorn protocol class: the fast path, handing other requests to `fallback`.
+
+    Without httptools there is no fast path: `fallback` itself is returned.
+    """
+    if httptools is None:
+        return fallback
+    shared: dict[str, _Pool] = {}
+
+    class FastProtocol(_Client):
+        def __init__(
+            self,
+            config: Any,
+            server_state: Any,
+            app_state: Any,
+            _loop: asyncio.AbstractEventLoop | None = None,
+        ) -> None:
+            loop = _loop or asyncio.get_event_loop()
+            pool = shared.get("pool")
+            if pool is None:
+                pool = shared["pool"] = _Pool(loop, settings)
+
+            def handoff() -> asyncio.Protocol:
+                return fallback(  # type: ignore[call-arg]
+                    config=config, server_state=server_state, app_state=app_state, _loop=loop
+                )
+
+            super().__init__(
+                loop, settings, pool, server_state.connections, config.limit_concurrency, handoff
+            )
+
+    return FastProtocol
+
+
+# The client side ------------------------------------------------------------------------
+
+
+class _Head:
+    """httptools callbacks collecting one request head."""
+
+    __slots__ = ("complete", "headers", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+class _Client(asyncio.Protocol):
+    """One client connection on the fast path (see the module docstring)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        settings: FastSettings,
+        pool: _Pool,
+        connections: set[Any],
+        limit: int | None,
+        fallback: Callable[[], asyncio.Protocol],
+    ) -> None:
+        self.loop = loop
+        self.s = settings
+        self.pool = pool
+        self.connections = connections
+        self.limit = limit
+        self.fallback = fallback
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        # A request whose body is still coming: engine head, bytes needed, keep-alive, and
+        # whether its engine path is decided by its body.
+        self.pending: tuple[bytes, int, bool, bool] | None = None
+        self.requests = 0
+        self.busy = False  # a request is with the engine
+        self.keep_alive = True
+        self.closing = False
+        self.handed_off = False
+        self.engine: _Engine | None = None
+        self.connect_task: asyncio.Task[None] | None = None
+        self.write_paused = False
+        self.read_paused = False
+        # Deadlines: one timer, re-armed lazily (a request costs no timer of its own).
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiting_since = loop.time()  # head, body or idle wait started
+        self.started = 0.0
+        self.method = b""
+        self.path = b""
+        self.status = 0
+
+    # asyncio callbacks ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.connections.add(self)
+        self._arm(self.s.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.buf and self.pending is None and self.requests and not self.busy:
+            self.waiting_since = self.loop.time()  # a later request's head starts now
+        self.buf += data
+        if self.busy:
+            if len(self.buf) > _PIPELINE_MAX and not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+            return
+        self._next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        self.closing = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+        engine, self.engine = self.engine, None
+        if engine is not None:  # closing it is how vLLM learns to abort the generation
+            engine.abandon()
+            log.info("client disconnected; engine request aborted")
+            self.status = 499
+            self._log()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.engine is not None:
+            self.engine.pause()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.engine is not None:
+            self.engine.resume()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: close now when idle, else after this response."""
+        self.closing = True
+        if not self.busy:
+            self.transport.close()  # type: ignore[union-attr]
+
+    # Requests ---------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Serve the next request in the buffer, or wait for it."""
+        if self.closing:
+            return
+        buf = self.buf
+        if self.pending is not None:
+            head, need, keep, by_body = self.pending
+            if len(buf) >= need:
+                self.pending = None
+                self._send(head, need, keep, by_body)
+            return
+        if not buf:
+            self.waiting_since = self.loop.time()
+            self._arm(self.s.keep_alive)
+            return
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _HEAD_MAX:
+                self._handoff()
+            else:
+                self._arm(self.s.header_timeout)
+            return
+        self._request(end + 4)
+
+    def _request(self, head_end: int) -> None:
+        parsed = _Head()
+        parser = httptools.HttpRequestParser(parsed)
+        try:
+            parser.feed_data(bytes(self.buf[:head_end]))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._handoff()
+            return
+        method = parser.get_method()
+        if not parsed.complete or parser.get_http_version() != "1.1" or parser.should_upgrade():
+            self._handoff()
+            return
+        path, _, query = parsed.url.partition(b"?")
+        route = self._route(method, path, parsed.headers)
+        length = self._length(parsed.headers)
+        if route is None or length is None or self._over_limit():
+            self._handoff()
+            return
+        self.method, self.path, self.started = method, path, time.perf_counter()
+        head = self._engine_head(method, route, query, parsed.headers, length, path)
+        need = head_end + length
+        if head is None:
+            self._handoff()
+            return
+        keep = parser.should_keep_alive()
+        if len(self.buf) < need:
+            self.pending = (head, need, keep, route is True)
+            self.waiting_since = self.loop.time()
+            self._arm(self.s.body_timeout)
+            return
+        self._send(head, need, keep, route is True, head_end)
+
+    def _route(self, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
+        """The engine path for a fast request, True for "decided by the body", else None."""
+        s = self.s
+        if method == b"POST":
+            if path in s.post_routes:
+                route: Any = path
+            elif path == s.invoke_route or path == s.raw_predict_route:
+                route = True
+            else:
+                return None
+        elif method == b"GET" and path in s.get_routes:
+            route = path
+        else:
+            return None
+        if s.api_key is not None and path not in s.open_routes and not _allowed(headers, s.api_key):
+            return None  # the app answers the 401
+        return route
+
+    def _length(self, headers: list[tuple[bytes, bytes]]) -> int | None:
+        """The body length, or None when the app must handle the framing (or refuse it)."""
+        length = 0
+        for name, value in headers:
+            if name == b"content-length":
+                if not value.isdigit() or length:
+                    return None
+                length = int(value)
+            elif name == b"transfer-encoding" or name == b"expect":
+                return None
+        return length if length <= self.s.max_body else None
+
+    def _over_limit(self) -> bool:
+        return self.limit is not None and len(self.connections) >= self.limit
+
+    def _engine_head(
+        self,
+        method: bytes,
+        route: Any,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        length: int,
+        path: bytes,
+    ) -> bytes | None:
+        """The request head for the engine; a route decided by the body is fixed in `_send`."""
+        drop = _DROP_REQUEST if self.s.forward_authorization else _DROP_REQUEST | {b"authorization"}
+        lines = []
+        for name, value in headers:
+            if name not in drop and (route is not True or name != b"content-type"):
+                lines += [name, b": ", value, b"\r\n"]
+        if route is True:
+            lines.append(b"content-type: application/json\r\n")
+        target = self.s.engine_prefix + (b"%s" if route is True else route)
+        if query:
+            target += b"?" + query
+        start = method + b" " + target + b" HTTP/1.1\r\nhost: " + self.pool.authority + b"\r\n"
+        if length or method == b"POST":
+            start += b"content-length: " + str(length).encode() + b"\r\n"
+        return start + b"".join(lines) + b"\r\n"
+
+    def _send(
+        self, head: bytes, need: int, keep: bool, by_body: bool, head_end: int | None = None
+    ) -> None:
+        """The request is whole in the buffer: route it by its body if needed, then send."""
+        buf = self.buf
+        if head_end is None:
+            head_end = buf.find(b"\r\n\r\n") + 4
+        body = bytes(buf[head_end:need])
+        if by_body and (head := _body_route(head, body, self)) is None:  # type: ignore[assignment]
+            self._handoff()
+            return
+        self.requests += 1
+        del buf[:need]
+        self.keep_alive = keep
+        self.busy = True
+        self.status = 0
+        self._dispatch(head + body, retry=True)
+
+    def _dispatch(self, payload: bytes, *, retry: bool) -> None:
+        engine = self.pool.take()
+        if engine is not None:
+            engine.start(self, payload, retry=retry)
+        else:
+            self.connect_task = self.loop.create_task(self._connect(payload))
+
+    async def _connect(self, payload: bytes) -> None:
+        try:
+            engine = await self.pool.connect()
+        except asyncio.CancelledError:
+            return
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            self.connect_task = None
+            self.unavailable(f"cannot connect to the engine: {type(exc).__name__}")
+            return
+        self.connect_task = None
+        if self.closing and self.transport is not None and self.transport.is_closing():
+            engine.close()
+            return
+        engine.start(self, payload, retry=False)
+
+    # Called by the engine connection ----------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def unavailable(self, reason: str) -> None:
+        log.warning("engine unreachable at %s: %s", self.pool.url, reason)
+        self._error(
+            503,
+            "the inference engine is unavailable (starting, restarting or down)",
+            "engine_unavailable",
+        )
+
+    def timed_out(self) -> None:
+        self._error(
+            504,
+            f"the engine did not answer in time: no answer from the engine within "
+            f"{self.s.engine_timeout:g} s",
+            "engine_timeout",
+        )
+
+    def _error(self, status: int, message: str, kind: str, *, close: bool = False) -> None:
+        self.engine = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.status = status
+        self.write(_json_response(status, message, kind, close=close))
+        if close:
+            self.keep_alive = False
+        self.finished()
+
+    def finished(self) -> None:
+        """The response is complete: log, then close or serve the next request."""
+        self.engine = None
+        self.busy = False
+        self._log()
+        if not self.keep_alive or self.closing:
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        self._next()
+
+    def broken(self) -> None:
+        """The response started and cannot be finished: cut it short."""
+        self.engine = None
+        self.busy = False
+        self._log()
+        self.transport.close()  # type: ignore[union-attr]
+
+    # Helpers ----------------------------------------------------------------------------
+
+    def _log(self) -> None:
+        if self.status >= 500 or self.s.access_log:
+            elapsed = (time.perf_counter() - self.started) * 1000
+            level = logging.WARNING if self.status >= 500 else logging.INFO
+            method, path = self.method.decode("latin-1"), self.path.decode("latin-1")
+            path = path if path.isprintable() else repr(path)
+            access_log.log(level, "%s %s %d %.1fms", method, path, self.status, elapsed)
+
+    def _arm(self, seconds: float) -> None:
+        """Make sure the timer fires by `waiting_since + seconds` (it re-arms itself lazily)."""
+        due = self.waiting_since + seconds
+        if self.timer is not None:
+            if self.timer.when() <= due:
+                return
+            self.timer.cancel()
+        self.timer = self.loop.call_at(due, self._deadline)
+
+    def _deadline(self) -> None:
+        self.timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.handed_off:
+            return
+        s, now = self.s, self.loop.time()
+        if self.busy:
+            self.timer = self.loop.call_at(now + s.keep_alive, self._deadline)
+            return
+        if self.pending is not None:
+            seconds = s.body_timeout
+        elif self.buf or not self.requests:  # a head on its way (or the first one awaited)
+            seconds = s.header_timeout
+        else:
+            seconds = s.keep_alive
+        due = self.waiting_since + seconds
+        if now < due:
+            self.timer = self.loop.call_at(due, self._deadline)
+        elif self.pending is not None:
+            message = f"request body not received within {s.body_timeout:g} s"
+            self.busy = True
+            self._error(408, message, "request_timeout", close=True)
+        elif self.buf or not self.requests:
+            transport.write(_HEAD_408)
+            transport.close()
+        else:
+            transport.close()
+
+    def _handoff(self) -> None:
+        """Give the connection, and what it has sent so far, to uvicorn's protocol."""
+        transport = self.transport
+        assert transport is not None
+        self.handed_off = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.connections.discard(self)
+        protocol = self.fallback()
+        protocol.connection_made(transport)
+        transport.set_protocol(protocol)
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        data, self.buf = bytes(self.buf), bytearray()
+        if data:
+            protocol.data_received(data)
+
+
+def _allowed(headers: list[tuple[bytes, bytes]], key: bytes) -> bool:
+    """`Authorization: Bearer <key>`, compared in constant time (as asgi.BearerKey)."""
+    for name, value in headers:
+        if name == b"authorization":
+            if len(value) < 7 or value[:7].lower() != b"bearer ":
+                return False
+            return hmac.compare_digest(value[7:].strip(), key)
+    return False
+
+
+def _body_route(head: bytes, body: bytes, client: _Client) -> bytes | None:
+    """
+    Fill in the engine path of an /invocations, /score or rawPredict request from its body.
+
+    Only a JSON object that names its model and is a chat or completion body goes fast;
+    anything else (no model to fill in, Vertex instances, not JSON) is None: the app's.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(payload, dict) or "model" not in payload or "instances" in payload:
+        return None
+    path = client.path
+    if path == client.s.raw_predict_route and path.decode() in ENGINE_POST_ROUTES:
+        route = path
+    elif "messages" in payload:
+        route = CHAT_ROUTE.encode()
+    elif "prompt" in payload:
+        route = COMPLETIONS_ROUTE.encode()
+    else:
+        return None
+    return head.replace(b"%s", route, 1)
+
+
+def _json_response(status: int, message: str, kind: str, *, close: bool = False) -> bytes:
+    body = json.dumps(
+        {"error": {"message": message, "type": kind, "code": status}}, separators=(",", ":")
+    ).encode()
+    phrase = HTTPStatus(status).phrase.encode()
+    extra = b"connection: close\r\n" if close else b""
+    return b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        status,
+        phrase,
+        len(body),
+        extra,
+        body,
+    )
+
+
+# The engine side ------------------------------------------------------------------------
+
+
+class _Pool:
+    """Keep-alive `_Engine` connections to the engine, shared by every client connection."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, settings: FastSettings) -> None:
+        self.loop = loop
+        self.s = settings
+        self.host, self.port = settings.engine_host, settings.engine_port
+        self.authority = f"{self.host}:{self.port}".encode()
+        self.url = f"http://{self.host}:{self.port}"
+        self.idle: list[_Engine] = []
+
+    def take(self) -> _Engine | None:
+        idle = self.idle
+        while idle:
+            engine = idle.pop()
+            if engine.usable():
+                return engine
+        return None
+
+    async def connect(self) -> _Engine:
+        connecting = self.loop.create_connection(lambda: _Engine(self), self.host, self.port)
+        _, engine = await asyncio.wait_for(connecting, min(self.s.engine_timeout, 5.0))
+        return engine
+
+    def release(self, engine: _Engine) -> None:
+        if len(self.idle) < _MAX_IDLE and engine.usable():
+            self.idle.append(engine)
+        else:
+            engine.close()
+
+
+class _Engine(asyncio.Protocol):
+    """One keep-alive connection to the engine; one exchange at a time."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.client: _Client | None = None
+        self.parser: Any = None
+        self.payload = b""
+        self.retry = False
+        self.head: bytearray | None = None  # the response head while it is incomplete
+        self.head_done = False
+        self.complete = False
+        self.chunked = False
+        self.sse = False
+        self.in_chunk = False
+        self.tail = b""
+        self.last = 0.0  # when the engine last sent a byte (or the exchange started)
+        self.timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.until_close = False  # the body ends when the engine closes the connection
+
+    # Exchange ---------------------------------------------------------------------------
+
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def start(self, client: _Client, payload: bytes, *, retry: bool) -> None:
+        self.client = client
+        client.engine = self
+        self.parser = httptools.HttpResponseParser(self)
+        self.payload, self.retry = payload, retry
+        self.head = bytearray()
+        self.head_done = self.complete = self.chunked = self.sse = self.in_chunk = False
+        self.until_close = False
+        self.last = self.loop.time()
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.last + self.pool.s.engine_timeout, self._check)
+        if client.write_paused:
+            self.pause()
+        self.transport.write(payload)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is None:  # bytes while idle: the connection is out of step
+            self.close()
+            return
+        self.last = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail()
+            return
+        if self.head_done and self.head is None:
+            client.write(data)
+            self.tail = data
+        else:
+            self.head += data  # type: ignore[operator]
+            if not self.head_done:
+                return
+            raw, self.head = bytes(self.head), None
+            end = raw.find(b"\r\n\r\n") + 4
+            self.payload = b""
+            client.status = self.parser.get_status_code()
+            client.write(self._client_head(raw[:end]) + raw[end:])
+            self.tail = raw
+        if self.complete:
+            self._done()
+
+    def _client_head(self, raw: bytes) -> bytes:
+        """The engine's head minus hop-by-hop headers; framing headers kept."""
+        lines = raw[:-4].split(b"\r\n")
+        out = [lines[0]]
+        framed = False
+        for line in lines[1:]:
+            name = line.partition(b":")[0].strip().lower()
+            if name in _DROP_RESPONSE:
+                continue
+            if name == b"transfer-encoding":
+                self.chunked = line.rstrip().lower().endswith(b"chunked")
+                framed = True
+            elif name == b"content-length":
+                framed = True
+            elif name == b"content-type":
+                self.sse = b"text/event-stream" in line.lower()
+            out.append(line)
+        status = self.parser.get_status_code()
+        if not framed and status not in (204, 304) and not 100 <= status < 200:
+            out.append(b"connection: close")  # the body ends when the connection does
+            self.until_close = True
+            if self.client is not None:
+                self.client.keep_alive = False
+        out.append(b"\r\n")
+        return b"\r\n".join(out)
+
+    # httptools callbacks ------------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
+    def on_chunk_header(self) -> None:
+        self.in_chunk = True
+
+    def on_chunk_complete(self) -> None:
+        self.in_chunk = False
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # Endings ------------------------------------------------------------------------------
+
+    def _done(self) -> None:
+        client, self.client = self.client, None
+        keep = self.parser.should_keep_alive()
+        self.parser = None
+        if keep:
+            self.pool.release(self)
+        else:
+            self.close()
+        if client is not None:
+            client.finished()
+
+    def _fail(self, timeout: bool = False) -> None:
+        """The exchange broke (engine closed, garbage, or silent past the timeout)."""
+        client, self.client = self.client, None
+        self.parser = None
+        self.close()
+        if client is None:
+            return
+        if not self.head_done or self.head is not None:
+            if timeout:
+                client.timed_out()
+            elif self.retry and not self.head:  # a reused connection died while idle
+                client.engine = None
+                client._dispatch(self.payload, retry=False)
+            else:
+                client.unavailable("engine connection failed before the response")
+            return
+        log.warning("engine stream broke after the response started")
+        boundary = self.chunked and not self.in_chunk and self.tail.endswith(b"\r\n")
+        if self.sse and boundary:
+            client.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(_SSE_BROKEN), _SSE_BROKEN))
+            client.finished()
+        else:
+            client.broken()
+
+    def abandon(self) -> None:
+        """The client left: drop the exchange and the connection."""
+        self.client = None
+        self.close()
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _check(self) -> None:
+        self.timer = None
+        seconds = self.pool.s.engine_timeout
+        now = self.loop.time()
+        if self.client is not None and now >= self.last + seconds:
+            self._fail(timeout=True)
+            return
+        if self.usable():
+            base = self.last if self.client is not None else now
+            self.timer = self.loop.call_at(base + seconds, self._check)
+
+    def pause(self) -> None:
+        if self.usable():
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume(self) -> None:
+        if self.usable():
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    # asyncio callbacks --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.client is None:
+            return
+        if self.until_close and self.head is None:
+            client, self.client = self.client, None
+            client.broken()  # a body framed by the connection's end: complete, and closed
+            return
+        self._fail()
