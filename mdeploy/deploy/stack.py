@@ -224,7 +224,7 @@ def up(
             phase[0] = "previewing the update: nothing was changed"
             _confirm_destructive(stack, op, confirm, progress)
         phase[0] = "phase 1 (the registry repository) was cancelled; the endpoint was not touched"
-        image = _ship_image(stack, op, progress, phase)
+        replication = _ship_image(stack, op, progress, phase)
         phase[0] = (
             "the update was cancelled: Pulumi finished the operations in flight and saved "
             "the state of what it did; the endpoint may be partly created or updated"
@@ -232,7 +232,7 @@ def up(
         result = _guarded(stack, lambda: stack.up(on_event=progress, color="never"), op, progress)
     return _summary(
         op, "up", result.summary.result, progress, started,
-        replication=image, outputs=_masked(result.outputs),
+        image=op.resolved.args.image, replication=replication, outputs=_masked(result.outputs),
     )  # fmt: skip
 
 

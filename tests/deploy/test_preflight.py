@@ -198,9 +198,10 @@ def test_a_tag_is_deployed_as_its_digest(
     repo, tag, _ = _oci_image(insecure_registry, tmp_path)
     _with_image(spec_file, f"{repo}:{tag}")
     index_digest = replicate_mod.inspect_image(f"{repo}:{tag}")[0]
-    result = cli("up", spec_file, "-t", "coreweave", "--yes")
+    result = cli("up", spec_file, "-t", "coreweave", "--yes", "--json")
     assert result.exit_code == 0, result.stderr
     assert deployed == [f"{repo}@{index_digest}"]
+    assert json.loads(result.stdout)["image"] == f"{repo}@{index_digest}"  # CI can read it
 
 
 def test_a_tag_that_cannot_be_resolved_is_exit_3(cli, fake_pulumi, spec_file, monkeypatch):
