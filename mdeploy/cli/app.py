@@ -12,7 +12,15 @@ from typing import Annotated
 import typer
 
 from mdeploy import __version__
-from mdeploy.cli import catalog_cmd, deploy_cmd, image_cmd, plan_cmd, serve_cmd, spec_cmd
+from mdeploy.cli import (
+    catalog_cmd,
+    deploy_cmd,
+    image_cmd,
+    plan_cmd,
+    promote_cmd,
+    serve_cmd,
+    spec_cmd,
+)
 
 app = typer.Typer(
     name="mdeploy",
@@ -50,6 +58,7 @@ catalog_cmd.register(app)
 deploy_cmd.register(app)
 image_cmd.register(app)
 serve_cmd.register(app)
+promote_cmd.register(app)
 
 
 def main() -> None:

@@ -360,12 +360,21 @@ class Placement(_Strict):
 
 
 class Rollout(_Strict):
+    """How `mdeploy promote` moves traffic to a new version (mdeploy/ops/promote.py)."""
+
     strategy: Annotated[
-        Literal["canary", "all-at-once"], Field(description="How promote shifts traffic.")
+        Literal["canary", "blue-green"],
+        Field(
+            description="canary: shift traffic through `steps`; blue-green: the new version "
+            "bakes at 0 %, then takes 100 % at once."
+        ),
     ] = "canary"
     steps: Annotated[
         list[int],
-        Field(min_length=1, description="Traffic percentages, increasing, ending at 100."),
+        Field(
+            min_length=1,
+            description="canary only: traffic percentages, increasing, ending at 100.",
+        ),
     ] = [10, 50, 100]
     bake_minutes: Annotated[
         int, Field(ge=0, le=1440, description="Minutes to watch each step before the next.")
@@ -373,9 +382,14 @@ class Rollout(_Strict):
 
     @field_validator("steps")
     @classmethod
-    def _steps(cls, v: list[int]) -> list[int]:
+    def _steps(cls, v: list[int], info: ValidationInfo) -> list[int]:
         if any(not 0 < s <= 100 for s in v) or v != sorted(set(v)) or v[-1] != 100:
             raise ValueError("steps must be increasing percentages in 1..100 ending at 100")
+        if info.data.get("strategy") == "blue-green" and v != [100]:
+            raise ValueError(
+                "blue-green switches 0 → 100 after the bake; steps are for canary "
+                "(remove steps, or use strategy: canary)"
+            )
         return v
 
 
