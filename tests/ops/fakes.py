@@ -126,7 +126,7 @@ class ScriptedMetrics:
     name: str = "scripted"
 
     def mark(self, version: str) -> int:
-        return int(self.ops.traffic.get(version, 0))
+        return int(self.ops.status().traffic.get(version, 0))
 
     def read(self, version: str, mark: Any) -> MetricsSample:
         del version
