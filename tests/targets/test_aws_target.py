@@ -124,7 +124,7 @@ def test_repository_name_is_ecr_safe(endpoint_args_aws) -> None:
 
 
 def test_settings_defaults_and_parsing() -> None:
-    assert AwsSettings.from_config({}.get) == AwsSettings()
+    assert AwsSettings.from_stack({}) == AwsSettings()
     cfg = {
         "vpcSubnetIds": '["subnet-1", "subnet-2"]',
         "vpcSecurityGroupIds": "sg-1, sg-2",
@@ -132,7 +132,7 @@ def test_settings_defaults_and_parsing() -> None:
         "rollbackAlarmNames": "errors-5xx",
         "canaryPercent": "25",
     }
-    settings = AwsSettings.from_config(cfg.get)
+    settings = AwsSettings.from_stack(cfg)
     assert settings.vpc_subnet_ids == ("subnet-1", "subnet-2")
     assert settings.vpc_security_group_ids == ("sg-1", "sg-2")
     assert settings.enable_network_isolation is True
@@ -155,8 +155,16 @@ def test_settings_defaults_and_parsing() -> None:
 )
 def test_settings_refuse_bad_values_naming_the_key(cfg: dict[str, str], fragment: str) -> None:
     with pytest.raises(InputError) as err:
-        AwsSettings.from_config(cfg.get)
+        AwsSettings.from_stack(cfg)
     assert fragment in err.value.message
+
+
+def test_an_unknown_key_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(InputError, match="unknown stack config mdeploy:canaryPercnt") as err:
+        AwsSettings.from_stack({"mdeploy:canaryPercnt": "20", "aws:region": "eu-west-3"})
+    assert "did you mean mdeploy:canaryPercent?" in (err.value.hint or "")
+    common = {"mdeploy:imageRepository": "r/m", "mdeploy:spec": "s.yaml", "mdeploy:env": "prod"}
+    assert AwsSettings.from_stack(common) == AwsSettings()
 
 
 def test_model_data_prefers_config_then_s3_source(endpoint_args_aws) -> None:
@@ -363,17 +371,15 @@ def test_the_image_gets_the_oldest_ami_whose_driver_runs_its_cuda() -> None:
 
 
 def test_configured_ami_is_checked_against_the_image() -> None:
-    newest = AwsSettings.from_config(
-        {"inferenceAmiVersion": "al2023-ami-sagemaker-inference-gpu-4-1"}.get
+    newest = AwsSettings.from_stack(
+        {"inferenceAmiVersion": "al2023-ami-sagemaker-inference-gpu-4-1"}
     )
     assert inference_ami_version("ml.g5.2xlarge", newest) == newest.inference_ami_version
-    old = AwsSettings.from_config(
-        {"inferenceAmiVersion": "al2-ami-sagemaker-inference-gpu-3-1"}.get
-    )
+    old = AwsSettings.from_stack({"inferenceAmiVersion": "al2-ami-sagemaker-inference-gpu-3-1"})
     with pytest.raises(InputError, match="would not start"):
         inference_ami_version("ml.g5.2xlarge", old)
     with pytest.raises(InputError, match="mdeploy:inferenceAmiVersion"):
-        AwsSettings.from_config({"inferenceAmiVersion": "al2-ami-typo"}.get)
+        AwsSettings.from_stack({"inferenceAmiVersion": "al2-ami-typo"})
 
 
 @pytest.mark.parametrize(

@@ -236,9 +236,11 @@ def test_request_settings_from_config(azure: Any, endpoint_args_azure: EndpointA
     ("key", "value", "message"),
     [
         ("requestTimeoutMs", "200000", "1000-180000"),
-        ("privateEndpoint", "yes", "true or false"),
+        ("privateEndpoint", "maybe", "true or false"),
         ("publicNetworkAccess", "Open", "Enabled or Disabled"),
-        ("maxConcurrentRequestsPerInstance", "-3", "whole number"),
+        ("maxConcurrentRequestsPerInstance", "-3", "at least 1"),
+        ("maxConcurrentRequestsPerInstance", "1.5", "whole number"),
+        ("privateEndpoints", "true", "unknown stack config"),
     ],
 )
 def test_bad_config_is_refused_with_its_key(

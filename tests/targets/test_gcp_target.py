@@ -164,10 +164,10 @@ def test_settings_parse_and_check() -> None:
         "acceleratorDutyCycle": "70",
         "serviceAccountEmail": "run@p-123456.iam.gserviceaccount.com",
     }
-    settings = GcpSettings.from_config(config.get)
+    settings = GcpSettings.from_stack(config)
     assert settings.dedicated_endpoint is True
     assert settings.accelerator_duty_cycle == 70
-    assert GcpSettings.from_config({}.get) == GcpSettings()
+    assert GcpSettings.from_stack({}) == GcpSettings()
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_settings_parse_and_check() -> None:
 )
 def test_settings_refuse_bad_values(config: dict[str, str], message: str) -> None:
     with pytest.raises(InputError) as err:
-        GcpSettings.from_config(config.get)
+        GcpSettings.from_stack(config)
     assert message in err.value.message + (err.value.hint or "")
 
 

@@ -34,6 +34,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mdeploy.errors import InputError
+from mdeploy.targets._config import stack_values
 from mdeploy.targets.aws.iam import (
     VPC_ACTIONS,
     ecr_pull_policy,
@@ -94,7 +95,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         self, name: str, args: EndpointArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(TYPE_TOKEN, name, {}, opts)
-        settings = AwsSettings.from_config(pulumi.Config("mdeploy").get)
+        settings = AwsSettings.from_stack(stack_values())
         names = resource_names(args)
         data = model_data(args, settings)
         check_deployable(args, settings, data)

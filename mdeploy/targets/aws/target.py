@@ -5,28 +5,8 @@ Everything here is plain Python (no pulumi, no boto3 at import time), so `get_ta
 costs nothing and the rules below can be checked without a cloud. The Pulumi resources live in
 `component.py`, the day-2 SDK calls in `ops.py`; both are imported lazily by the methods here.
 
-Stack config (`pulumi config set mdeploy:<key>`), every key optional:
-
-=============================  ==================================================================
-vpcSubnetIds                   subnets for the model's ENIs (JSON list or comma list)
-vpcSecurityGroupIds            security groups for them; both keys or neither
-existingRepositoryUrl          pull from this ECR repository instead of creating one
-modelDataUrl                   s3://…/model.tar.gz unpacked to /opt/ml/model
-modelS3Prefix                  s3://bucket/prefix/ copied uncompressed to /opt/ml/model
-kmsKeyArn                      CMK for ECR, created secrets and EBS volumes
-enableNetworkIsolation         true | false (default false: hf:// and secrets need the network)
-rollbackAlarmNames             CloudWatch alarms (≤ 10) that roll a deployment back
-canaryPercent                  first traffic step of a blue/green update, 1–50 (default 10)
-bakeSeconds                    watch alarms after each traffic step, 0–3600 (600)
-invocationsPerInstanceTarget   autoscaling target, invocations per instance per minute (30:
-                               about half of 16 sequences at ~15 s a reply)
-scaleInCooldownSeconds         default 600 (GPU instances take minutes to start)
-scaleOutCooldownSeconds        default 300
-logRetentionDays               endpoint log group retention (default 30)
-volumeSizeGb                   EBS volume per instance; default sized from the weights
-inferenceAmiVersion            the GPU host AMI (ProductionVariant.InferenceAmiVersion); default
-                               the oldest one whose driver runs the image's CUDA (see below)
-=============================  ==================================================================
+Stack config (`pulumi config set mdeploy:<key>`): every key optional, declared, documented and
+checked by `settings.AwsSettings` (an unknown `mdeploy:*` key is refused).
 """
 
 from __future__ import annotations
@@ -37,14 +17,17 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
-from mdeploy.targets._config import config_bool, config_int, config_list
 from mdeploy.targets.aws.registry import ecr_host_parts, repository_for
+from mdeploy.targets.aws.settings import (
+    GPU_INFERENCE_AMIS,
+    VOLUME_GB_MAX,
+    AwsSettings,
+)
 from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
 
 if TYPE_CHECKING:
@@ -79,8 +62,6 @@ __all__ = [
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpoint.html
 SAGEMAKER_NAME_MAX = 63
 _BASE_MAX = SAGEMAKER_NAME_MAX - 9  # room for "-<8 hex>" on model and config names
-# ProductionVariant.VolumeSizeInGB range (botocore sagemaker service model).
-VOLUME_GB_MIN, VOLUME_GB_MAX = 1, 512
 # Instance families with NVMe instance storage reject VolumeSizeInGB and KmsKeyId: a "d" in
 # the family (p4d, p4de, g4dn, m5d), and g5, g6 (g6e), p5 (p5e/p5en), trn1. Same rule as
 # sagemaker-python-sdk `volume_size_supported`; API_CreateEndpointConfig.html (KmsKeyId).
@@ -88,109 +69,11 @@ _NVME_FAMILIES = ("g5", "g6", "p5", "trn1")
 _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
 _ENV_VALUE_MAX = 1024  # bytes per key and per value (ContainerDefinition.Environment)
 
-# ProductionVariant.InferenceAmiVersion: each GPU host AMI with its NVIDIA driver and the CUDA
-# version that driver supports, as botocore's SageMaker model documents that member (botocore
-# 1.44.18, data/sagemaker/2017-07-24/service-2.json; the same list is on
-# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariant.html), read
-# 2026-12-06. Oldest first. Without an override SageMaker's default host runs driver 470 / CUDA
-# 11.4 on g4dn, g5, p4d and 535 / CUDA 12.2 on g6, p5 (docs.aws.amazon.com/sagemaker/latest/dg/
-# inference-gpu-drivers.html), too old for the image below; these AMIs disable CUDA-compat
-# mounting except gpu-2, so the host driver must support the image's CUDA by itself.
-GPU_INFERENCE_AMIS: tuple[tuple[str, int, tuple[int, int]], ...] = (
-    ("al2-ami-sagemaker-inference-gpu-2", 535, (12, 2)),
-    ("al2-ami-sagemaker-inference-gpu-2-1", 535, (12, 2)),
-    ("al2-ami-sagemaker-inference-gpu-3-1", 550, (12, 4)),
-    ("al2023-ami-sagemaker-inference-gpu-4-1", 580, (13, 0)),
-)
 # CUDA of the pinned base image (templates/Dockerfile: vllm/vllm-openai v0.14.0). vLLM's default
 # CUDA build is 12.9 since v0.11.1 ("Updated the default CUDA build to torch==2.9.0+cu129",
 # release notes, quoted at discuss.vllm.ai/t/2213); v0.14.0 publishes CUDA 13.0 separately as
 # `v0.14.0-x86_64-cu130`. Either 12.8 or 12.9 needs a driver newer than gpu-3-1's 550.
 IMAGE_CUDA: tuple[int, int] = (12, 9)
-
-
-@dataclass(frozen=True)
-class AwsSettings:
-    """The stack config keys of the module docstring, parsed and checked once."""
-
-    vpc_subnet_ids: tuple[str, ...] = ()
-    vpc_security_group_ids: tuple[str, ...] = ()
-    existing_repository_url: str | None = None
-    model_data_url: str | None = None
-    model_s3_prefix: str | None = None
-    kms_key_arn: str | None = None
-    enable_network_isolation: bool = False
-    rollback_alarm_names: tuple[str, ...] = ()
-    canary_percent: int = 10
-    bake_seconds: int = 600
-    invocations_per_instance_target: int = 30
-    scale_in_cooldown_s: int = 600
-    scale_out_cooldown_s: int = 300
-    log_retention_days: int = 30
-    volume_size_gb: int | None = None
-    inference_ami_version: str | None = None
-
-    @classmethod
-    def from_config(cls, get: Callable[[str], str | None]) -> AwsSettings:
-        """Build from a key → raw string lookup (`pulumi.Config("mdeploy").get`, a dict.get)."""
-
-        def raw(key: str) -> str | None:
-            value = get(key)
-            return None if value is None or str(value).strip() == "" else str(value)
-
-        def num(key: str, low: int, high: int, default: int) -> int:
-            text = raw(key)
-            return default if text is None else config_int(text, key, low, high)
-
-        settings = cls(
-            vpc_subnet_ids=config_list(raw("vpcSubnetIds") or "", "vpcSubnetIds"),
-            vpc_security_group_ids=config_list(
-                raw("vpcSecurityGroupIds") or "", "vpcSecurityGroupIds"
-            ),
-            existing_repository_url=raw("existingRepositoryUrl"),
-            model_data_url=raw("modelDataUrl"),
-            model_s3_prefix=raw("modelS3Prefix"),
-            kms_key_arn=raw("kmsKeyArn"),
-            enable_network_isolation=config_bool(
-                raw("enableNetworkIsolation") or "", "enableNetworkIsolation"
-            ),
-            rollback_alarm_names=config_list(raw("rollbackAlarmNames") or "", "rollbackAlarmNames"),
-            canary_percent=num("canaryPercent", 1, 50, 10),
-            bake_seconds=num("bakeSeconds", 0, 3600, 600),
-            invocations_per_instance_target=num("invocationsPerInstanceTarget", 1, 100_000, 30),
-            scale_in_cooldown_s=num("scaleInCooldownSeconds", 0, 86_400, 600),
-            scale_out_cooldown_s=num("scaleOutCooldownSeconds", 0, 86_400, 300),
-            log_retention_days=num("logRetentionDays", 1, 3653, 30),
-            volume_size_gb=num("volumeSizeGb", VOLUME_GB_MIN, VOLUME_GB_MAX, 0) or None,
-            inference_ami_version=raw("inferenceAmiVersion"),
-        )
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Refuse combinations SageMaker would reject later, naming the keys."""
-        if bool(self.vpc_subnet_ids) != bool(self.vpc_security_group_ids):
-            raise InputError(
-                "mdeploy:vpcSubnetIds and mdeploy:vpcSecurityGroupIds go together",
-                hint="set both (the model's ENIs need subnets and security groups) or neither",
-            )
-        if self.model_data_url and self.model_s3_prefix:
-            raise InputError("mdeploy:modelDataUrl and mdeploy:modelS3Prefix exclude each other")
-        for key, url in (
-            ("modelDataUrl", self.model_data_url),
-            ("modelS3Prefix", self.model_s3_prefix),
-        ):
-            if url and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", url):
-                raise InputError(f"mdeploy:{key} = {url!r}: expected s3://bucket/key")
-        if len(self.rollback_alarm_names) > 10:
-            raise InputError("mdeploy:rollbackAlarmNames: SageMaker accepts at most 10 alarms")
-        known = [name for name, _, _ in GPU_INFERENCE_AMIS]
-        if self.inference_ami_version and self.inference_ami_version not in known:
-            raise InputError(
-                f"mdeploy:inferenceAmiVersion {self.inference_ami_version!r} is not a GPU "
-                "inference AMI SageMaker knows",
-                hint="one of " + ", ".join(known),
-            )
 
 
 @dataclass(frozen=True)
@@ -427,10 +310,10 @@ class AwsTarget(Target):
         return AwsEndpoint(resource_name, args, opts)
 
     def registry_repository(self, args: EndpointArgs, stack_config: dict[str, str]) -> str:
-        existing = stack_config.get("mdeploy:existingRepositoryUrl")
-        if existing:
-            return existing.rstrip("/")
-        account = stack_config.get("mdeploy:awsAccountId") or _caller_account(args.region)
+        settings = AwsSettings.from_stack(stack_config)
+        if settings.existing_repository_url:
+            return settings.existing_repository_url.rstrip("/")
+        account = settings.aws_account_id or _caller_account(args.region)
         return repository_for(account, args.region, repository_name(args))
 
     def check_credentials(self) -> tuple[bool, str]:

@@ -42,8 +42,8 @@ from mdeploy.serve.contract import (
     AZUREML_READINESS_ROUTE,
     AZUREML_SCORING_ROUTE,
 )
+from mdeploy.targets._config import stack_values
 from mdeploy.targets.azure.target import (
-    CONFIG_KEYS,
     AzureSettings,
     azure_tags,
     default_registry_name,
@@ -102,8 +102,7 @@ class AzureEndpoint(pulumi.ComponentResource):
         self, name: str, args: EndpointArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(TYPE_TOKEN, name, {}, opts)
-        cfg = pulumi.Config("mdeploy")
-        settings = AzureSettings.from_config({k: cfg.get(k) for k in CONFIG_KEYS}, args)
+        settings = AzureSettings.from_config(stack_values(), args)
         if args.auth not in AUTH_MODES:
             raise InputError(
                 f"serving.auth: {args.auth!r} is not possible on Azure ML managed online "

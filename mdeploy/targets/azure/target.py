@@ -29,13 +29,13 @@ from mdeploy.serve.contract import (
     AZUREML_READINESS_ROUTE,
     AZUREML_SCORING_ROUTE,
 )
+from mdeploy.targets.azure.settings import AzureStackConfig
 from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
 
 __all__ = [
-    "CONFIG_KEYS",
     "NAME_MAX",
     "NAME_MIN",
     "TARGET",
@@ -218,39 +218,12 @@ def azure_tags(args: EndpointArgs) -> dict[str, str]:
     return tags
 
 
-CONFIG_KEYS = (
-    "resourceGroupName", "workspaceName", "registryName", "registryResourceGroupName",
-    "acrPull", "endpointName", "privateEndpoint", "publicNetworkAccess",
-    "egressPublicNetworkAccess", "requestTimeoutMs", "maxConcurrentRequestsPerInstance",
-    "appInsights", "keyVaultPurgeProtection", "secretVaultResourceGroupName",
-)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class AzureSettings:
     """
-    The target's stack config (`pulumi config set mdeploy:<key>`), every key optional.
-
-    resourceGroupName    existing resource group (required with workspaceName)
-    workspaceName        existing workspace; else one is created with its dependencies
-    registryName         existing ACR (in registryResourceGroupName, default the group)
-    acrPull              grant AcrPull on the registry to the endpoint identity; default only
-                         when mdeploy does not create the workspace (Azure ML already grants
-                         it on the workspace's registry, and a duplicate assignment fails with
-                         RoleAssignmentExists: set false when registryName is the workspace's)
-    endpointName         override the derived endpoint name (3-32 chars, unique per region)
-    privateEndpoint      true: endpoint and workspace public network access off, workspace
-                         managed network (AllowInternetOutbound, so weights still download),
-                         Premium ACR; scoring then needs the workspace private endpoint, which
-                         your network provides (mdeploy creates no VNet)
-    publicNetworkAccess  Enabled | Disabled (default Disabled with privateEndpoint)
-    egressPublicNetworkAccess  Enabled | Disabled (legacy network isolation; Azure default)
-    requestTimeoutMs     scoring timeout, default 90000, at most 180000 (Azure's maximum)
-    maxConcurrentRequestsPerInstance  default serving.max_concurrency (args.extra) else 16;
-                         Azure's own default of 1 answers 429 to a second concurrent request
-    appInsights          default true
-    keyVaultPurgeProtection  default true in env "prod"; Azure never lets it be turned off
-    secretVaultResourceGroupName  group of azure-kv: vaults (default resourceGroupName)
+    The target's stack config with its derived defaults (private endpoint, prod, the spec's
+    max_concurrency) applied; the keys themselves are declared, documented and checked by
+    `settings.AzureStackConfig` (an unknown `mdeploy:*` key is refused).
     """
 
     resource_group: str | None = None
@@ -270,25 +243,25 @@ class AzureSettings:
 
     @classmethod
     def from_config(cls, raw: Mapping[str, str | None], args: EndpointArgs) -> AzureSettings:
-        """Parse raw `mdeploy:*` values; InputError names the key of a bad value."""
-        private = bool(_bool(raw, "privateEndpoint"))
+        """Parse `mdeploy:*` values (with or without the prefix); InputError names the key."""
+        cfg = AzureStackConfig.from_stack(raw)
+        private = bool(cfg.private_endpoint)
         settings = cls(
-            resource_group=raw.get("resourceGroupName") or None,
-            workspace=raw.get("workspaceName") or None,
-            registry=raw.get("registryName") or None,
-            registry_group=raw.get("registryResourceGroupName") or None,
-            acr_pull=_bool(raw, "acrPull"),
-            endpoint_name=raw.get("endpointName") or None,
+            resource_group=cfg.resource_group_name,
+            workspace=cfg.workspace_name,
+            registry=cfg.registry_name,
+            registry_group=cfg.registry_resource_group_name,
+            acr_pull=cfg.acr_pull,
+            endpoint_name=cfg.endpoint_name,
             private=private,
-            public_access=_access(raw, "publicNetworkAccess")
-            or ("Disabled" if private else "Enabled"),
-            egress=_access(raw, "egressPublicNetworkAccess"),
-            request_timeout_ms=_int(raw, "requestTimeoutMs") or 90_000,
-            max_concurrent=_int(raw, "maxConcurrentRequestsPerInstance")
+            public_access=cfg.public_network_access or ("Disabled" if private else "Enabled"),
+            egress=cfg.egress_public_network_access,
+            request_timeout_ms=cfg.request_timeout_ms or 90_000,
+            max_concurrent=cfg.max_concurrent_requests_per_instance
             or int(args.extra.get("max_concurrency") or 16),
-            app_insights=_bool(raw, "appInsights") is not False,
-            purge_protection=_default(_bool(raw, "keyVaultPurgeProtection"), args.env == "prod"),
-            secret_vault_group=raw.get("secretVaultResourceGroupName") or None,
+            app_insights=cfg.app_insights is not False,
+            purge_protection=_default(cfg.key_vault_purge_protection, args.env == "prod"),
+            secret_vault_group=cfg.secret_vault_resource_group_name,
         )
         settings.check(args)
         return settings
@@ -312,33 +285,6 @@ class AzureSettings:
                 f"a managed deployment runs 1-{MAX_INSTANCES} instances",
                 hint="more instances need a quota exception from Azure (how-to-manage-quotas)",
             )
-
-
-def _bool(raw: Mapping[str, str | None], key: str) -> bool | None:
-    value = (raw.get(key) or "").strip().lower()
-    if not value:
-        return None
-    if value not in ("true", "false"):
-        raise InputError(f"mdeploy:{key}={raw[key]!r}: use true or false")
-    return value == "true"
-
-
-def _int(raw: Mapping[str, str | None], key: str) -> int | None:
-    value = (raw.get(key) or "").strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InputError(f"mdeploy:{key}={value!r}: use a whole number")
-    return int(value)
-
-
-def _access(raw: Mapping[str, str | None], key: str) -> str | None:
-    value = (raw.get(key) or "").strip()
-    if not value:
-        return None
-    if value.lower() not in ("enabled", "disabled"):
-        raise InputError(f"mdeploy:{key}={value!r}: use Enabled or Disabled")
-    return value.capitalize()
 
 
 def _default(value: bool | None, default: bool) -> bool:
@@ -367,7 +313,7 @@ class AzureTarget(Target):
         """`<acr>.azurecr.io/mdeploy/<image>`: mdeploy:registryName, else the derived name."""
         from mdeploy.targets.azure.registry import repository_for
 
-        registry = stack_config.get("mdeploy:registryName") or default_registry_name(
+        registry = AzureStackConfig.from_stack(stack_config).registry_name or default_registry_name(
             args, stack_config.get("azure-native:subscriptionId", "")
         )
         return repository_for(registry.lower(), repository_name(args.image))

@@ -50,6 +50,7 @@ from mdeploy.serve.contract import (
     VERTEX_DEFAULT_PORT,
     VERTEX_DEFAULT_PREDICT_ROUTE,
 )
+from mdeploy.targets._config import stack_values
 from mdeploy.targets.base import EndpointArgs, image_with_registry
 from mdeploy.targets.gcp.registry import repository_for
 from mdeploy.targets.gcp.target import (
@@ -145,7 +146,7 @@ class GcpEndpoint(pulumi.ComponentResource):
         super().__init__("mdeploy:gcp:Endpoint", name, {}, opts)
         self._args = args
         self._child = ResourceOptions(parent=self)
-        self._settings = GcpSettings.from_config(pulumi.Config("mdeploy").get)
+        self._settings = GcpSettings.from_stack(stack_values())
         self._project = _project(self._settings)
         self._labels = gcp_labels(
             args.labels,

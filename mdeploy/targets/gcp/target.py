@@ -10,19 +10,8 @@ Auth: Vertex AI endpoints always authenticate callers with Google IAM (an OAuth 
 of a principal holding `aiplatform.endpoints.predict`). `serving.auth: key` and `iam` are both
 served that way; `none` cannot be honoured.
 
-Stack config (`pulumi config set mdeploy:<key>`), every key optional:
-
-=====================  ============================================================
-project                GCP project id (else `gcp:project`, GOOGLE_CLOUD_PROJECT, gcloud)
-existingRepository     Artifact Registry repository id (same region) to pull from
-network                VPC for a private endpoint (VPC peering / private services
-                       access): projects/<project NUMBER>/global/networks/<name>
-dedicatedEndpoint      true | false: dedicated DNS (needed for streamRawPredict)
-serviceAccountEmail    run the container as this existing service account
-kmsKeyName             CMEK for the repository, the endpoint and the model
-acceleratorDutyCycle   autoscaling target on GPU duty cycle, 1–100 (Vertex default 60)
-repositoryKeepVersions keep this many image versions, delete older ones after 30 days
-=====================  ============================================================
+Stack config (`pulumi config set mdeploy:<key>`): every key optional, declared, documented and
+checked by `settings.GcpSettings` (an unknown `mdeploy:*` key is refused).
 """
 
 from __future__ import annotations
@@ -31,14 +20,13 @@ import configparser
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mdeploy.errors import InputError
-from mdeploy.targets._config import config_bool, config_int
 from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
+from mdeploy.targets.gcp.settings import GcpSettings
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -79,7 +67,6 @@ _ACCELERATORS = {
 }
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 _ID_BAD = re.compile(r"[^a-z0-9-]+")
-_NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SUPPORTED_REFS = ("env:", "file:", "gcp-sm:")
 # Callers send a Google OAuth access token as the bearer (Vertex AI authentication), which is
 # where vLLM looks for its API key, so an engine key would make every call answer 401.
@@ -88,65 +75,6 @@ VLLM_API_KEY_REASON = (
     "bearer, which vLLM would compare with VLLM_API_KEY and answer 401; remove VLLM_API_KEY "
     "from serving.secrets and grant roles/aiplatform.user to the callers instead"
 )
-
-
-@dataclass(frozen=True)
-class GcpSettings:
-    """The stack config keys of the module docstring, parsed and checked once."""
-
-    project: str | None = None
-    existing_repository: str | None = None
-    network: str | None = None
-    dedicated_endpoint: bool = False
-    service_account_email: str | None = None
-    kms_key_name: str | None = None
-    accelerator_duty_cycle: int | None = None
-    repository_keep_versions: int | None = None
-
-    @classmethod
-    def from_config(cls, get: Callable[[str], str | None]) -> GcpSettings:
-        """Build from a key → raw string lookup (`pulumi.Config("mdeploy").get`, a dict.get)."""
-
-        def raw(key: str) -> str | None:
-            value = get(key)
-            return None if value is None or str(value).strip() == "" else str(value).strip()
-
-        duty, keep = raw("acceleratorDutyCycle"), raw("repositoryKeepVersions")
-        settings = cls(
-            project=raw("project"),
-            existing_repository=raw("existingRepository"),
-            network=raw("network"),
-            dedicated_endpoint=config_bool(raw("dedicatedEndpoint") or "", "dedicatedEndpoint"),
-            service_account_email=raw("serviceAccountEmail"),
-            kms_key_name=raw("kmsKeyName"),
-            accelerator_duty_cycle=config_int(duty, "acceleratorDutyCycle", 1, 100)
-            if duty
-            else None,
-            repository_keep_versions=config_int(keep, "repositoryKeepVersions", 1, 1000)
-            if keep
-            else None,
-        )
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Refuse combinations Vertex would reject after minutes of provisioning."""
-        if self.network and self.dedicated_endpoint:
-            raise InputError(
-                "mdeploy:network and mdeploy:dedicatedEndpoint exclude each other",
-                hint="a VPC-peered endpoint is private already; drop one of the two keys",
-            )
-        if self.network and not _NETWORK.match(self.network):
-            raise InputError(
-                f"mdeploy:network = {self.network!r}: expected "
-                "projects/<project number>/global/networks/<name>",
-                hint="Vertex wants the project NUMBER here (gcloud projects describe <id>)",
-            )
-        email = self.service_account_email
-        if email and not re.fullmatch(r"[^@\s]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com", email):
-            raise InputError(
-                f"mdeploy:serviceAccountEmail = {email!r}: not a service account email"
-            )
 
 
 def _fit(text: str, limit: int) -> str:
@@ -289,16 +217,13 @@ class GcpTarget(Target):
     def registry_repository(self, args: EndpointArgs, stack_config: dict[str, str]) -> str:
         from mdeploy.targets.gcp.registry import repository_for
 
-        project = (
-            stack_config.get("mdeploy:project")
-            or stack_config.get("gcp:project")
-            or project_from_env()
-        )
+        settings = GcpSettings.from_stack(stack_config)
+        project = settings.project or stack_config.get("gcp:project") or project_from_env()
         if not project:
             raise InputError(
                 "the GCP project is unknown", hint="set GOOGLE_CLOUD_PROJECT or mdeploy:project"
             )
-        repo = stack_config.get("mdeploy:existingRepository") or repository_id(args)
+        repo = settings.existing_repository or repository_id(args)
         return repository_for(project, args.region, repo, image_name(args.image))
 
     def check_credentials(self) -> tuple[bool, str]:

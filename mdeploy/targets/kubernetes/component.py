@@ -11,14 +11,8 @@ Secrets: `k8s:SECRET/KEY` references become `valueFrom.secretKeyRef` on the exis
 `env:NAME` and `file:PATH` are read on the deployer's machine at `up` time and land in a
 Secret whose data is a Pulumi secret. No value is ever an inline env value.
 
-Stack config (`pulumi config set mdeploy:<key>`), every key optional:
-  createNamespace   true | false (default true)      registry        existing repo for the image
-  imagePullSecret   Secret name for a private registry
-  ingressHost       host name; creates an Ingress     ingressClass    default "nginx"
-  ingressTlsSecret  TLS Secret for the host           ingressAuthUrl  external auth (auth: iam)
-  allowedNamespaces comma list allowed to reach the pods (default: any, on the adapter port)
-  cpu, memory, shmSize      container sizing (defaults derived from GPUs and weights)
-  hpaPodsMetric, hpaTarget  a custom Pods metric for the HPA instead of CPU utilization
+Stack config (`pulumi config set mdeploy:<key>`): every key optional, declared, documented and
+checked by `settings.KubernetesSettings` (an unknown `mdeploy:*` key is refused).
 """
 
 from __future__ import annotations
@@ -33,6 +27,7 @@ from pulumi_kubernetes.policy import v1 as policy
 from pulumi_kubernetes.provider import Provider
 
 from mdeploy.errors import InputError
+from mdeploy.targets._config import stack_values
 from mdeploy.targets.base import EndpointArgs, image_with_registry, repository_of
 from mdeploy.targets.kubernetes.podspec import (
     PORT,
@@ -40,6 +35,7 @@ from mdeploy.targets.kubernetes.podspec import (
     pod_labels,
     selector_labels,
 )
+from mdeploy.targets.kubernetes.settings import KubernetesSettings
 
 __all__ = ["TYPE_TOKEN", "KubernetesEndpoint"]
 
@@ -62,8 +58,8 @@ class KubernetesEndpoint(pulumi.ComponentResource):
         self, name: str, args: EndpointArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(TYPE_TOKEN, name, {}, opts)
-        cfg = pulumi.Config("mdeploy")
-        _check_supported(args, cfg)
+        settings = KubernetesSettings.from_stack(stack_values())
+        _check_supported(args, settings)
         self.repository = None  # No registry resource: images live in an existing registry.
         self.api_key = None
         child = pulumi.ResourceOptions(parent=self)
@@ -71,10 +67,10 @@ class KubernetesEndpoint(pulumi.ComponentResource):
             provider = Provider("provider", context=args.extra["kube_context"], opts=child)
             child = pulumi.ResourceOptions(parent=self, provider=provider)
 
-        repo = cfg.get("registry") or repository_of(args.image)
+        repo = settings.registry or repository_of(args.image)
         image = image_with_registry(args.image, repo)
         labels = selector_labels(args)
-        ns = self._namespace(args, cfg, child)
+        ns = self._namespace(args, settings, child)
 
         account = core.ServiceAccount(
             "sa",
@@ -86,7 +82,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
         deployment = apps.Deployment(
             "deployment",
             metadata=_meta(args.name, ns, {**labels, **pod_labels(args)}),
-            spec=deployment_spec(args, cfg, image, account.metadata.name, env),
+            spec=deployment_spec(args, settings, image, account.metadata.name, env),
             opts=child,
         )
         service = core.Service(
@@ -99,8 +95,8 @@ class KubernetesEndpoint(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self._policies(args, cfg, ns, labels, deployment, child)
-        url = self._ingress(args, cfg, ns, labels, service, child)
+        self._policies(args, settings, ns, labels, deployment, child)
+        url = self._ingress(args, settings, ns, labels, service, child)
 
         self.endpoint_name = deployment.metadata.name
         self.service_name = service.metadata.name
@@ -123,11 +119,11 @@ class KubernetesEndpoint(pulumi.ComponentResource):
         self.register_outputs(outputs)
 
     def _namespace(
-        self, args: EndpointArgs, cfg: pulumi.Config, opts: pulumi.ResourceOptions
+        self, args: EndpointArgs, settings: KubernetesSettings, opts: pulumi.ResourceOptions
     ) -> pulumi.Input[str]:
         """Create the namespace (Pod Security 'restricted') unless told it exists."""
         name = str(args.extra.get("namespace") or "mdeploy")
-        if cfg.get_bool("createNamespace") is False:
+        if settings.create_namespace is False:
             return name
         ns = core.Namespace(
             "namespace",
@@ -180,7 +176,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
     def _policies(
         self,
         args: EndpointArgs,
-        cfg: pulumi.Config,
+        settings: KubernetesSettings,
         ns: pulumi.Input[str],
         labels: dict[str, str],
         deployment: apps.Deployment,
@@ -194,7 +190,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
             spec=policy.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=selector),
             opts=opts,
         )
-        allowed = [n.strip() for n in (cfg.get("allowedNamespaces") or "").split(",") if n.strip()]
+        allowed = list(settings.allowed_namespaces)
         sources = [
             networking.NetworkPolicyPeerArgs(
                 namespace_selector=meta.LabelSelectorArgs(
@@ -231,7 +227,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
                     ),
                     min_replicas=args.replicas_min,
                     max_replicas=args.replicas_max,
-                    metrics=[_hpa_metric(cfg)],
+                    metrics=[_hpa_metric(settings)],
                 ),
                 opts=opts,
             )
@@ -239,22 +235,22 @@ class KubernetesEndpoint(pulumi.ComponentResource):
     def _ingress(
         self,
         args: EndpointArgs,
-        cfg: pulumi.Config,
+        settings: KubernetesSettings,
         ns: pulumi.Input[str],
         labels: dict[str, str],
         service: core.Service,
         opts: pulumi.ResourceOptions,
     ) -> pulumi.Output[str] | None:
         """An Ingress when `mdeploy:ingressHost` is set; returns its URL."""
-        host = cfg.get("ingressHost")
+        host = settings.ingress_host
         if not host:
             return None
-        tls_secret = cfg.get("ingressTlsSecret")
+        tls_secret = settings.ingress_tls_secret
         networking.Ingress(
             "ingress",
-            metadata=_meta(args.name, ns, labels, annotations=ingress_annotations(args, cfg)),
+            metadata=_meta(args.name, ns, labels, annotations=ingress_annotations(args, settings)),
             spec=networking.IngressSpecArgs(
-                ingress_class_name=cfg.get("ingressClass") or "nginx",
+                ingress_class_name=settings.ingress_class or "nginx",
                 tls=[networking.IngressTLSArgs(hosts=[host], secret_name=tls_secret)]
                 if tls_secret
                 else None,
@@ -283,7 +279,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
         return pulumi.Output.from_input(f"{'https' if tls_secret else 'http'}://{host}")
 
 
-def ingress_annotations(args: EndpointArgs, cfg: pulumi.Config) -> dict[str, str]:
+def ingress_annotations(args: EndpointArgs, settings: KubernetesSettings) -> dict[str, str]:
     """ingress-nginx settings: long reads for generation, the 6 MB body limit, auth."""
     notes = {
         "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
@@ -291,7 +287,7 @@ def ingress_annotations(args: EndpointArgs, cfg: pulumi.Config) -> dict[str, str
         "nginx.ingress.kubernetes.io/proxy-body-size": "6m",
         "nginx.ingress.kubernetes.io/proxy-buffering": "off",  # stream SSE tokens as they come
     }
-    auth_url = cfg.get("ingressAuthUrl")
+    auth_url = settings.ingress_auth_url
     if auth_url:
         notes["nginx.ingress.kubernetes.io/auth-url"] = auth_url
     if args.auth == "key":
@@ -300,16 +296,16 @@ def ingress_annotations(args: EndpointArgs, cfg: pulumi.Config) -> dict[str, str
     return notes
 
 
-def _hpa_metric(cfg: pulumi.Config) -> autoscaling.MetricSpecArgs:
+def _hpa_metric(settings: KubernetesSettings) -> autoscaling.MetricSpecArgs:
     """CPU utilization works with metrics-server alone; a Pods metric needs an adapter."""
-    pods_metric = cfg.get("hpaPodsMetric")
+    pods_metric = settings.hpa_pods_metric
     if pods_metric:
         return autoscaling.MetricSpecArgs(
             type="Pods",
             pods=autoscaling.PodsMetricSourceArgs(
                 metric=autoscaling.MetricIdentifierArgs(name=pods_metric),
                 target=autoscaling.MetricTargetArgs(
-                    type="AverageValue", average_value=cfg.get("hpaTarget") or "4"
+                    type="AverageValue", average_value=settings.hpa_target or "4"
                 ),
             ),
         )
@@ -318,7 +314,7 @@ def _hpa_metric(cfg: pulumi.Config) -> autoscaling.MetricSpecArgs:
         resource=autoscaling.ResourceMetricSourceArgs(
             name="cpu",
             target=autoscaling.MetricTargetArgs(
-                type="Utilization", average_utilization=int(cfg.get("hpaTarget") or 70)
+                type="Utilization", average_utilization=int(settings.hpa_target or 70)
             ),
         ),
     )
@@ -340,7 +336,7 @@ def _read_local(kind: str, where: str) -> str:
     return read_local_secret(kind, where) or ""
 
 
-def _check_supported(args: EndpointArgs, cfg: pulumi.Config) -> None:
+def _check_supported(args: EndpointArgs, settings: KubernetesSettings) -> None:
     """Refuse what the cluster cannot honour, naming the field and the fix."""
     bad = sorted(v for v, ref in args.secrets.items() if not ref.startswith(_NATIVE_REFS))
     if bad:
@@ -351,7 +347,7 @@ def _check_supported(args: EndpointArgs, cfg: pulumi.Config) -> None:
         )
     # The auth URL acts only through the Ingress: without a host there is none, and the
     # endpoint would be served with no authentication at all.
-    if args.auth == "iam" and not (cfg.get("ingressAuthUrl") and cfg.get("ingressHost")):
+    if args.auth == "iam" and not (settings.ingress_auth_url and settings.ingress_host):
         raise InputError(
             "serving.auth: iam on kubernetes needs an Ingress with an external auth service",
             hint="pulumi config set mdeploy:ingressHost <host> and mdeploy:ingressAuthUrl <url>, "

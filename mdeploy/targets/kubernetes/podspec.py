@@ -18,6 +18,7 @@ from pulumi_kubernetes.meta import v1 as meta
 
 from mdeploy.targets.base import EndpointArgs
 from mdeploy.targets.kubernetes.nodes import GENERIC_REGION, REGION_LABEL, ZONE_LABEL
+from mdeploy.targets.kubernetes.settings import KubernetesSettings
 
 __all__ = [
     "CACHE_DIR",
@@ -82,21 +83,21 @@ def engine_env(args: EndpointArgs) -> list[core.EnvVarArgs]:
     return [core.EnvVarArgs(name=k, value=v) for k, v in values.items()]
 
 
-def sizing(args: EndpointArgs, cfg: pulumi.Config) -> dict[str, str]:
+def sizing(args: EndpointArgs, settings: KubernetesSettings) -> dict[str, str]:
     """
     CPU, memory, /dev/shm and cache sizes: config overrides, else derived from the shape.
 
     Memory covers loading the weights through host RAM plus the memory-backed /dev/shm
     (it counts against the container's memory limit); the cache holds one copy of the weights.
     """
-    shm = cfg.get("shmSize") or ("16Gi" if args.gpu_count > 1 else "4Gi")
+    shm = settings.shm_size or ("16Gi" if args.gpu_count > 1 else "4Gi")
     host_gib = max(32, math.ceil(args.weights_gib * 1.25) + 16) + _gib(shm)
     cache_gib = math.ceil(args.weights_gib * 1.2) + 10
-    cpu = cfg.get("cpu") or str(max(4, 4 * args.gpu_count))
+    cpu = settings.cpu or str(max(4, 4 * args.gpu_count))
     return {
         "cpu": cpu,
         "cpu_limit": str(2 * int(cpu)) if cpu.isdigit() else cpu,
-        "memory": cfg.get("memory") or f"{host_gib}Gi",
+        "memory": settings.memory or f"{host_gib}Gi",
         "shm": shm,
         "cache": f"{cache_gib}Gi",
         "ephemeral": f"{cache_gib + 4}Gi",
@@ -141,12 +142,12 @@ def _in(key: str, value: str) -> core.NodeSelectorRequirementArgs:
 
 def deployment_spec(
     args: EndpointArgs,
-    cfg: pulumi.Config,
+    settings: KubernetesSettings,
     image: str,
     account: pulumi.Input[str],
     secret_env: list[core.EnvVarArgs],
 ) -> apps.DeploymentSpecArgs:
-    size = sizing(args, cfg)
+    size = sizing(args, settings)
     gpus = str(args.gpu_count)
     resources = core.ResourceRequirementsArgs(
         requests={
@@ -162,7 +163,7 @@ def deployment_spec(
             "nvidia.com/gpu": gpus,
         },
     )
-    pull_secret = cfg.get("imagePullSecret")
+    pull_secret = settings.image_pull_secret
     has_hpa = args.replicas_max > args.replicas_min
     return apps.DeploymentSpecArgs(
         replicas=None if has_hpa else args.replicas_min,  # the HPA owns the count when present

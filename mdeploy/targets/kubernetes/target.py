@@ -92,7 +92,10 @@ class KubernetesTarget(Target):
 
     def registry_repository(self, args: EndpointArgs, stack_config: dict[str, str]) -> str:
         """`mdeploy:registry` when set, else the image's own repository (pulled as is)."""
-        return stack_config.get("mdeploy:registry") or repository_of(args.image)
+        from mdeploy.targets.kubernetes.settings import KubernetesSettings
+
+        registry = KubernetesSettings.from_stack(stack_config).registry
+        return registry or repository_of(args.image)
 
     def check_credentials(self) -> tuple[bool, str]:
         return check_context(self.context)
