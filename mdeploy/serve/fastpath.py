@@ -35,9 +35,11 @@ close at once and busy ones after their response.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,8 +75,17 @@ _HOP = (
     b"upgrade",
 )
 _DROP_REQUEST = frozenset({*_HOP, b"host", b"content-length", b"expect"})
-# The body goes through with its own framing, so transfer-encoding and content-length stay.
-_DROP_RESPONSE = frozenset({*_HOP, b"server"}) - {b"transfer-encoding"}
+# The body goes through with its own framing, so transfer-encoding and content-length stay:
+# every other hop-by-hop header goes, and Server. (A header name has no space before its
+# colon, RFC 9112 §5.1, which llhttp enforces before these run.)
+_DROP_RESPONSE_RE = re.compile(
+    rb"\r\n(?:%s):[^\r]*(?=\r\n)"
+    % b"|".join(re.escape(h) for h in sorted({*_HOP, b"server"} - {b"transfer-encoding"})),
+    re.IGNORECASE,
+)
+_CHUNKED_RE = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked[ \t]*\r\n", re.IGNORECASE)
+_LENGTH_RE = re.compile(rb"\r\ncontent-length:", re.IGNORECASE)
+_SSE_RE = re.compile(rb"\r\ncontent-type:[ \t]*text/event-stream", re.IGNORECASE)
 _SSE_BROKEN = (
     b'data: {"error": {"message": "the inference engine stopped mid-stream", '
     b'"type": "engine_unavailable", "code": 503}}\n\n'
@@ -189,12 +200,17 @@ def fast_protocol(settings: FastSettings, fallback: type[asyncio.Protocol]) -> t
 class _Head:
     """httptools callbacks collecting one request head."""
 
-    __slots__ = ("complete", "headers", "url")
+    __slots__ = ("complete", "headers", "keep_alive", "parser", "url")
 
     def __init__(self) -> None:
+        self.parser: Any = None
+        self.reset()
+
+    def reset(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
+        self.keep_alive = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -203,7 +219,9 @@ class _Head:
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        # llhttp answers should_keep_alive only from within a callback.
         self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
 
 
 class _Client(asyncio.Protocol):
@@ -225,7 +243,11 @@ class _Client(asyncio.Protocol):
         self.limit = limit
         self.fallback = fallback
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        # What the client sent and was not served yet: the bytes of one read as they came
+        # (usually one whole request: no copy), a bytearray once reads are joined.
+        self.buf: bytes | bytearray = b""
+        self.head = _Head()  # the request parser, reused by every request of the connection
+        self.parser: Any = None
         # A request whose body is still coming: engine head, bytes needed, keep-alive, and
         # whether its engine path is decided by its body.
         self.pending: tuple[bytes, int, bool, bool] | None = None
@@ -251,12 +273,19 @@ class _Client(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.connections.add(self)
+        self.parser = self.head.parser = httptools.HttpRequestParser(self.head)
         self._arm(self.s.header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if not self.buf and self.pending is None and self.requests and not self.busy:
-            self.waiting_since = self.loop.time()  # a later request's head starts now
-        self.buf += data
+        buf = self.buf
+        if not buf:
+            self.buf = data
+            if self.pending is None and self.requests and not self.busy:
+                self.waiting_since = self.loop.time()  # a later request's head starts now
+        elif type(buf) is bytes:
+            self.buf = bytearray(buf) + data
+        else:
+            buf += data
         if self.busy:
             if len(self.buf) > _PIPELINE_MAX and not self.read_paused:
                 self.read_paused = True
@@ -322,10 +351,10 @@ class _Client(asyncio.Protocol):
         self._request(end + 4)
 
     def _request(self, head_end: int) -> None:
-        parsed = _Head()
-        parser = httptools.HttpRequestParser(parsed)
+        parsed, parser = self.head, self.parser
+        parsed.reset()
         try:
-            parser.feed_data(bytes(self.buf[:head_end]))
+            parser.feed_data(self.buf[:head_end])
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             self._handoff()
             return
@@ -345,7 +374,7 @@ class _Client(asyncio.Protocol):
         if head is None:
             self._handoff()
             return
-        keep = parser.should_keep_alive()
+        keep = parsed.keep_alive
         if len(self.buf) < need:
             self.pending = (head, need, keep, route is True)
             self.waiting_since = self.loop.time()
@@ -422,8 +451,16 @@ class _Client(asyncio.Protocol):
         if by_body and (head := _body_route(head, body, self)) is None:  # type: ignore[assignment]
             self._handoff()
             return
+        if body:
+            # Keeps the parser in step for the next request; should this fail, that request's
+            # head fails to parse too and goes to uvicorn.
+            with contextlib.suppress(httptools.HttpParserError):
+                self.parser.feed_data(body)
         self.requests += 1
-        del buf[:need]
+        if type(buf) is bytearray:
+            del buf[:need]
+        else:
+            self.buf = buf[need:]
         self.keep_alive = keep
         self.busy = True
         self.status = 0
@@ -564,7 +601,7 @@ class _Client(asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             transport.resume_reading()
-        data, self.buf = bytes(self.buf), bytearray()
+        data, self.buf = bytes(self.buf), b""
         if data:
             protocol.data_received(data)
 
@@ -674,6 +711,8 @@ class _Engine(asyncio.Protocol):
         self.last = 0.0  # when the engine last sent a byte (or the exchange started)
         self.timer: asyncio.TimerHandle | None = None
         self.closed = False
+        self.status = 0
+        self.keep_alive = False
         self.until_close = False  # the body ends when the engine closes the connection
 
     # Exchange ---------------------------------------------------------------------------
@@ -684,7 +723,8 @@ class _Engine(asyncio.Protocol):
     def start(self, client: _Client, payload: bytes, *, retry: bool) -> None:
         self.client = client
         client.engine = self
-        self.parser = httptools.HttpResponseParser(self)
+        if self.parser is None:  # reused while exchanges end cleanly
+            self.parser = httptools.HttpResponseParser(self)
         self.payload, self.retry = payload, retry
         self.head = bytearray()
         self.head_done = self.complete = self.chunked = self.sse = self.in_chunk = False
@@ -717,7 +757,7 @@ class _Engine(asyncio.Protocol):
             raw, self.head = bytes(self.head), None
             end = raw.find(b"\r\n\r\n") + 4
             self.payload = b""
-            client.status = self.parser.get_status_code()
+            client.status = self.status
             client.write(self._client_head(raw[:end]) + raw[end:])
             self.tail = raw
         if self.complete:
@@ -725,34 +765,27 @@ class _Engine(asyncio.Protocol):
 
     def _client_head(self, raw: bytes) -> bytes:
         """The engine's head minus hop-by-hop headers; framing headers kept."""
-        lines = raw[:-4].split(b"\r\n")
-        out = [lines[0]]
-        framed = False
-        for line in lines[1:]:
-            name = line.partition(b":")[0].strip().lower()
-            if name in _DROP_RESPONSE:
-                continue
-            if name == b"transfer-encoding":
-                self.chunked = line.rstrip().lower().endswith(b"chunked")
-                framed = True
-            elif name == b"content-length":
-                framed = True
-            elif name == b"content-type":
-                self.sse = b"text/event-stream" in line.lower()
-            out.append(line)
-        status = self.parser.get_status_code()
-        if not framed and status not in (204, 304) and not 100 <= status < 200:
-            out.append(b"connection: close")  # the body ends when the connection does
-            self.until_close = True
+        head = _DROP_RESPONSE_RE.sub(b"", raw)
+        self.chunked = _CHUNKED_RE.search(head) is not None
+        self.sse = _SSE_RE.search(head) is not None
+        status = self.status
+        if (
+            not self.chunked
+            and _LENGTH_RE.search(head) is None
+            and status not in (204, 304)
+            and not 100 <= status < 200
+        ):
+            self.until_close = True  # the body ends when the connection does
             if self.client is not None:
                 self.client.keep_alive = False
-        out.append(b"\r\n")
-        return b"\r\n".join(out)
+            head = head[:-2] + b"connection: close\r\n\r\n"
+        return head
 
     # httptools callbacks ------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
         self.head_done = True
+        self.status = self.parser.get_status_code()
 
     def on_chunk_header(self) -> None:
         self.in_chunk = True
@@ -761,15 +794,15 @@ class _Engine(asyncio.Protocol):
         self.in_chunk = False
 
     def on_message_complete(self) -> None:
+        # llhttp answers should_keep_alive only from within a callback.
         self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
 
     # Endings ------------------------------------------------------------------------------
 
     def _done(self) -> None:
         client, self.client = self.client, None
-        keep = self.parser.should_keep_alive()
-        self.parser = None
-        if keep:
+        if self.keep_alive:
             self.pool.release(self)
         else:
             self.close()
