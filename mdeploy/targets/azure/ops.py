@@ -174,8 +174,9 @@ class AzureOps:
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], **kwargs: Any) -> AzureOps:
         """Build from a stack's outputs (those AzureEndpoint registers)."""
-        if outputs.get("endpoint_id"):
-            ref = EndpointRef.from_id(str(outputs["endpoint_id"]))
+        endpoint_id = str(outputs.get("endpoint_id") or "")
+        if endpoint_id.startswith("/subscriptions/") or not outputs.get("endpoint_name"):
+            ref = EndpointRef.from_id(endpoint_id)
         else:
             keys = ("subscription_id", "resource_group_name", "workspace_name", "endpoint_name")
             missing = [k for k in keys if not outputs.get(k)]
