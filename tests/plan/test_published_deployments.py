@@ -24,6 +24,11 @@ from mdeploy.plan.fit import check_fit, precision_problem, size_model, tensor_pa
 TABLE = Path(catalog.__file__).parent / "data" / "published_deployments.csv"
 DEFAULT_CONTEXT = 4096
 GPU_NAMES = {"A100-40GB": "A100"}  # the table's spelling → the catalog's canonical name
+# Rows on a sibling checkpoint of the same architecture (row notes, catalog notes).
+SAME_ARCHITECTURE = {
+    "mistralai/Mixtral-8x7B-v0.1": "mistralai/Mixtral-8x7B-Instruct-v0.1",  # base / instruct
+    "Qwen/Qwen3-235B-A22B-Instruct-2507": "Qwen/Qwen3-235B-A22B",  # "same architecture"
+}
 # Published failures the rule does not predict, with why: each is an expected failure that
 # must keep failing (strict), so a rule change that starts refusing them is noticed.
 KNOWN_GAPS = {
@@ -47,11 +52,12 @@ def _row_id(row: dict[str, str]) -> str:
 
 def verdict(row: dict[str, str]) -> str | None:
     """None when the planner would place this row; else the first reason it refuses."""
+    model_id = SAME_ARCHITECTURE.get(row["model"], row["model"])
     arch = catalog.get_architecture(row["checkpoint"].split(" ")[0]) or catalog.get_architecture(
-        row["model"]
+        model_id
     )
-    if row["model"] == "(any bf16 checkpoint)":
-        arch = MISTRAL_7B  # the row is about the dtype, whatever the model
+    if (arch is None and row["checkpoint"].endswith("bf16)")) or row["checkpoint"] == "bf16":
+        arch = MISTRAL_7B  # the row is vLLM's bf16 refusal, whatever the model (see its notes)
     if arch is None or row["gpu"] == "*":
         pytest.skip(f"not checkable: {'GPU any' if arch else 'model not sized in the catalog'}")
     if int(row["gpu_count"]) > 8:
