@@ -642,9 +642,14 @@ def _read_models(path: Path, mtime: float) -> tuple[tuple[ModelArchitecture, tup
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"{path}: cannot be read as a models file: {exc}") from None
+    models = doc.get("models") if isinstance(doc, dict) else None
+    if not isinstance(models, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("id"), str) for m in models
+    ):
+        raise InputError(f"{path}: expected {{'models': [{{'id': ..., ...}}, ...]}}")
     entries = []
-    for n, item in enumerate(doc.get("models", []) if isinstance(doc, dict) else []):
-        where = f"{path.name}: models[{n}] {item.get('id', '?')}"
+    for n, item in enumerate(models):
+        where = f"{path.name}: models[{n}] {item['id']}"
         if "config" in item and not isinstance(item["config"], Mapping):
             continue  # a v2 entry still without its config.json cannot be sized (_unsized)
         if "config" in item:
@@ -669,9 +674,9 @@ def _read_models(path: Path, mtime: float) -> tuple[tuple[ModelArchitecture, tup
 @cache
 def _read_unsized(path: Path, mtime: float) -> dict[str, str]:
     """Alias → id of the entries listed without a config.json (known, but not sizable)."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc = json.loads(path.read_text(encoding="utf-8"))  # already checked by _read_models
     found: dict[str, str] = {}
-    for item in doc.get("models", []) if isinstance(doc, dict) else []:
+    for item in doc["models"]:
         if isinstance(item, Mapping) and "config" in item and item["config"] is None:
             repos = [c.get("repo") for c in item.get("checkpoints") or () if isinstance(c, Mapping)]
             for alias in [*_aliases(item), *(r for r in repos if r)]:

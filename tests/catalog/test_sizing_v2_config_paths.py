@@ -92,3 +92,13 @@ def test_a_catalog_entry_without_config_says_how_to_size_it(tmp_path: Path, monk
         with pytest.raises(InputError, match=r"config\.json is not bundled") as info:
             catalog.resolve_model(ModelSpec(id=name))
         assert "model.architecture.config" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    "text", ['{"models": "abc"}', '{"models": [1, 2]}', '{"models": [{"config": {}}]}', "[]", "{"]
+)
+def test_a_broken_models_file_is_an_input_error(tmp_path: Path, monkeypatch, text: str):
+    (tmp_path / "models.user.json").write_text(text)
+    monkeypatch.setenv("MDEPLOY_CATALOG_DIR", str(tmp_path))
+    with pytest.raises(InputError, match="models"):
+        catalog.get_architecture("anything")
