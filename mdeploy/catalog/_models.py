@@ -739,7 +739,10 @@ def _from_spec(model: ModelSpec, base_dir: Path | None) -> ModelArchitecture:
         path = Path(config).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        arch = architecture_from_config(path, model_id=model.id)
+        try:
+            arch = architecture_from_config(path, model_id=model.id)
+        except InputError as exc:
+            raise InputError(f"model.architecture.config: {exc.message}", hint=exc.hint) from None
         return replace(arch, weights_gib=a.weights_gib) if a.weights_gib else arch
     return ModelArchitecture(
         id=model.id,

@@ -38,6 +38,12 @@ def test_spec_architecture_config_is_read_relative_to_the_spec(tmp_path: Path):
     assert catalog.resolve_model(with_size, base_dir=tmp_path).weights_gib == 60.0
 
 
+def test_a_missing_config_path_names_the_field(tmp_path: Path):
+    spec = ModelSpec(id="acme/moe", architecture={"config": "nowhere/config.json"})
+    with pytest.raises(InputError, match=r"^model\.architecture\.config: .*does not exist"):
+        catalog.resolve_model(spec, base_dir=tmp_path)
+
+
 def test_architecture_needs_a_config_or_the_shape():
     with pytest.raises(ValueError, match="needs config: PATH"):
         ModelSpec(id="x", architecture={"params_b": 7.0})
