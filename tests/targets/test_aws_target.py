@@ -13,12 +13,10 @@ import pytest
 from mdeploy.errors import InputError
 from mdeploy.spec.models import Deployment
 from mdeploy.targets import get_target
-from mdeploy.targets.aws.target import (
+from mdeploy.targets.aws.rules import (
     GPU_INFERENCE_AMIS,
     IMAGE_CUDA,
-    TARGET,
     AwsSettings,
-    AwsTarget,
     aws_tags,
     check_deployable,
     container_env,
@@ -34,6 +32,7 @@ from mdeploy.targets.aws.target import (
     volume_size_gb,
     volume_size_supported,
 )
+from mdeploy.targets.aws.target import TARGET, AwsTarget
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 

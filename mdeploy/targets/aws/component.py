@@ -44,7 +44,7 @@ from mdeploy.targets.aws.iam import (
     secret_resource,
     statement,
 )
-from mdeploy.targets.aws.target import (
+from mdeploy.targets.aws.rules import (
     _ENV_VALUE_MAX,
     AwsSettings,
     ModelData,

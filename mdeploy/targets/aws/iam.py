@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from mdeploy.targets.aws.target import ModelData
+from mdeploy.targets.aws.rules import ModelData
 
 __all__ = [
     "METRICS_NAMESPACE",

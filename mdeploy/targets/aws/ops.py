@@ -480,9 +480,9 @@ class AwsOps:
         )
 
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-            from mdeploy.targets.aws.target import AwsTarget
+            from mdeploy.targets.aws.rules import CREDENTIALS_HINT
 
-            return PrerequisiteError("no AWS credentials found", hint=AwsTarget.credentials_hint)
+            return PrerequisiteError("no AWS credentials found", hint=CREDENTIALS_HINT)
         if isinstance(exc, EndpointConnectionError):
             return CloudError(
                 f"cannot reach AWS for {operation}: {exc}",
