@@ -556,6 +556,11 @@ def _restore(ops: Any, good: dict[str, Any], bad: str | None, log: Log) -> dict[
         return report
     if good["name"] not in health.traffic:
         log(f"redeploying {good['name']} (it was removed after the promotion)")
+        if not good.get("model_revision"):
+            report["warning"] = (
+                f"{good['name']} was recorded without a model revision: the platform copies "
+                "the current version's settings, so check the revision it serves"
+            )
         busiest = _live(health).name if health.versions else None
         ops.deploy_version(
             VersionSpec(

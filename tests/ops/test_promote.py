@@ -297,3 +297,11 @@ def test_a_corrupt_state_file_is_an_error_not_a_reset(store: StateStore) -> None
     store.path(STACK).write_text("{not json")
     with pytest.raises(CloudError, match="cannot be read"):
         promote(MemoryOps(), _plan(), store, clock=FakeClock())
+
+
+def test_rollback_warns_when_the_last_good_revision_was_not_recorded(store: StateStore) -> None:
+    ops = MemoryOps()
+    ops.versions_["v-1"]["model_revision"] = None
+    promote(ops, _plan(), store, clock=FakeClock())
+    report = rollback(ops, STACK, "gcp", store)
+    assert report["result"] == "rolled-back" and "without a model revision" in report["warning"]

@@ -13,7 +13,9 @@ platform's own invoke.
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
@@ -23,6 +25,12 @@ from typing import Any
 import pytest
 from ops.fakes import NEW_IMAGE, FakeClock, MemoryOps, ScriptedMetrics
 from targets.conftest import make_endpoint_args
+from targets.test_aws_ops import (  # noqa: F401  (fixtures, used by name)
+    fake_aws_env,
+    moto,
+    moto_url,
+    sagemaker_with_update,
+)
 
 from mdeploy.errors import PolicyError
 from mdeploy.ops.checks import CommandSmoke, PromptSmoke
@@ -130,9 +138,47 @@ def _azure() -> Iterator[Platform]:
         yield Platform("azure", ops, "v-1")
 
 
-@pytest.fixture(params=["memory", "gcp", "azure"])
+def _aws(request: pytest.FixtureRequest) -> Iterator[Platform]:
+    """SageMaker: moto over HTTP, behind the proxy that plays UpdateEndpoint (moto lacks it)."""
+    aws = pytest.importorskip("targets.test_aws_ops")
+    from mdeploy.targets.aws.ops import AwsOps
+
+    url = request.getfixturevalue("moto")
+    request.getfixturevalue("sagemaker_with_update")
+    sm = aws.boto3.client("sagemaker", region_name=aws.REGION)
+    sm.create_model(
+        ModelName="promo-model",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/mdeploy-exec",
+        PrimaryContainer={"Image": aws.IMAGE, "Environment": {"MDEPLOY_MODEL_REVISION": "r1"}},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="promo-config",
+        ProductionVariants=[{"VariantName": "v-1", "ModelName": "promo-model",
+                             "InstanceType": "ml.g4dn.2xlarge", "InitialInstanceCount": 1,
+                             "InitialVariantWeight": 1.0}],
+    )  # fmt: skip
+    sm.create_endpoint(EndpointName="promo", EndpointConfigName="promo-config")
+    reply = {"choices": [{"message": {"role": "assistant", "content": "ready"}}]}
+    result = {"Body": json.dumps(reply), "ContentType": "application/json",
+              "InvokedProductionVariant": "v-1", "CustomAttributes": ""}  # fmt: skip
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{url}/moto-api/static/sagemaker/endpoint-results",
+            data=json.dumps({"region": aws.REGION, "results": [result]}).encode(),
+            method="POST",
+        )
+    ).read()
+    yield Platform("aws", AwsOps("promo", aws.REGION), "v-1")
+
+
+@pytest.fixture(params=["memory", "gcp", "azure", "aws"])
 def platform(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    makers = {"memory": _memory, "gcp": lambda: _gcp(monkeypatch), "azure": _azure}
+    makers = {
+        "memory": _memory,
+        "gcp": lambda: _gcp(monkeypatch),
+        "azure": _azure,
+        "aws": lambda: _aws(request),
+    }
     yield from makers[request.param]()
 
 
@@ -160,7 +206,8 @@ def test_success_then_rollback_restores_the_previous_version(
     assert back["result"] == "rolled-back" and back["removed"] == ["v-2"]
     assert platform.traffic() == {platform.live: 100}
     restored = platform.ops.status().version(platform.live)
-    assert restored.model_revision == store.load(STACK)["current"]["model_revision"]
+    assert restored.model_revision == "r1"  # as it was before the promotion, not r2
+    assert store.load(STACK)["current"]["model_revision"] == "r1"
     assert rollback(platform.ops, STACK, "x", store)["result"] == "unchanged"
 
 
