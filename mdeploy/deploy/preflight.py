@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from mdeploy.deploy.prereqs import check_placement
 from mdeploy.errors import CloudError, PolicyError, PrerequisiteError
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ Warn = Callable[[str], None]
 
 
 def preflight(op: Operation, *, strict_quota: bool = False, warn: Warn) -> None:
-    """Quota, then the image; on success `op.resolved.args.image` is a digest reference."""
+    """Placement, quota, then the image; on success `op.resolved.args.image` is a digest."""
+    check_placement(op.target, op.resolved.args)
     check_quota(op, strict=strict_quota, warn=warn)
     image = pin_image(op)
     op.resolved = replace(op.resolved, args=replace(op.resolved.args, image=image))

@@ -87,13 +87,14 @@ def check_credentials(target: Target, args: EndpointArgs) -> str:
 
 def check_placement(target: Target, args: EndpointArgs) -> None:
     """
-    Kubernetes only, at `up`: some node of the kube context must be in the placement's region.
+    At `up`: the place the plan chose must exist where the target deploys.
 
-    One API call (list nodes); other targets place by API region and need no check here.
+    Managed clouds place by API region and need no check; a target that deploys into a
+    cluster it does not choose (Kubernetes: some node of the kube context must carry the
+    region's label) provides `placement_problem(args) -> (message, hint) | None`.
     """
-    if target.name != "kubernetes":
-        return
-    problem = target.placement_problem(args)  # type: ignore[attr-defined]
+    placement_problem = getattr(target, "placement_problem", None)
+    problem = placement_problem(args) if placement_problem else None
     if problem:
         message, hint = problem
         raise PrerequisiteError(f"{target.display_name} placement: {message}", hint=hint)

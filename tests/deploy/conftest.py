@@ -11,7 +11,10 @@ import json
 import os
 import shutil
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -55,7 +58,7 @@ apiVersion: v1
 kind: Config
 current-context: cw
 contexts: [{name: cw, context: {cluster: c, user: u}}]
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+clusters: [{name: c, cluster: {server: "SERVER"}}]
 users: [{name: u, user: {token: not-a-real-token}}]
 """
 
@@ -80,10 +83,45 @@ def spec_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def kube_api() -> Iterator[str]:
+    """
+    A stand-in Kubernetes API server on 127.0.0.1 that lists one GPU node per catalog region
+    of the coreweave target (zone label = the region), so `up`'s placement check passes in
+    processes the tests start too. The check's refusals are tested in test_kubernetes_nodes.
+    """
+    from mdeploy.catalog import load_regions
+
+    zones = sorted(r for (target, r) in load_regions() if target == "coreweave")
+    items = [
+        {"metadata": {"name": f"gpu-{i}", "labels": {"topology.kubernetes.io/zone": zone}}}
+        for i, zone in enumerate(zones)
+    ]
+    body = json.dumps({"kind": "NodeList", "apiVersion": "v1", "items": items}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path.split("?")[0] == "/api/v1/nodes"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) if found else 2))
+            self.end_headers()
+            self.wfile.write(body if found else b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
-def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_api: str) -> Path:
     path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG)
+    path.write_text(KUBECONFIG.replace("SERVER", kube_api))
     monkeypatch.setenv("KUBECONFIG", str(path))
     return path
 
