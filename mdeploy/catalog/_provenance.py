@@ -412,11 +412,14 @@ def sources_markdown(
         "",
         "## Model architectures",
         "",
-        "`models.json` is curated by hand, not built from the reference: each entry's `source` "
-        "names the model's config.json and how its values were cross-checked; `params_b` is "
-        "reproduced from the listed fields by `mdeploy.catalog.estimate_params` (a test).",
+        "`models.json` is curated, not built from the reference: each entry keeps a verbatim "
+        "subset of the model's config.json with `config_source` (repository, path, revision, "
+        "how it was copied), its checkpoints and licence; MODELS_SOURCES.md lists every source "
+        "per model. The architecture is computed from `config` by the same code as a local "
+        "config.json, and a test checks each computed total against the published parameter "
+        "count (within 3 %).",
         "",
-        "## GPU memory M (DESIGN.md sizing rule)",
+        "## GPU memory M (the sizing rule, docs/sizing.md)",
         "",
         *_memory_table(offers),
         "",
