@@ -17,10 +17,8 @@ import pytest
 from mdeploy.errors import InputError
 from mdeploy.spec.models import Deployment
 from mdeploy.targets import get_target
-from mdeploy.targets.azure.target import (
-    TARGET,
+from mdeploy.targets.azure.rules import (
     AzureSettings,
-    AzureTarget,
     default_registry_name,
     deployment_name_for,
     endpoint_name_for,
@@ -28,6 +26,7 @@ from mdeploy.targets.azure.target import (
     parse_secret_ref,
     repository_name,
 )
+from mdeploy.targets.azure.target import TARGET, AzureTarget
 from mdeploy.targets.base import EndpointArgs
 
 _CREDENTIAL_VARS = (

@@ -16,9 +16,8 @@ from mdeploy.errors import InputError
 from mdeploy.spec.models import Deployment
 from mdeploy.targets import get_target
 from mdeploy.targets.base import EndpointArgs
-from mdeploy.targets.gcp.target import (
+from mdeploy.targets.gcp.rules import (
     GcpSettings,
-    GcpTarget,
     accelerator_type,
     endpoint_id,
     gcp_labels,
@@ -28,6 +27,7 @@ from mdeploy.targets.gcp.target import (
     secret_id,
     service_account_id,
 )
+from mdeploy.targets.gcp.target import GcpTarget
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -151,10 +151,10 @@ def test_accelerator_type_from_offer_then_gpu_name(make_args: Any) -> None:
 def test_accelerator_names_exist_in_the_sdk_enum() -> None:
     from google.cloud.aiplatform_v1.types import accelerator_type as enum_module
 
-    from mdeploy.targets.gcp import target
+    from mdeploy.targets.gcp import rules
 
     known = {member.name for member in enum_module.AcceleratorType}
-    assert set(target._ACCELERATORS.values()) <= known
+    assert set(rules._ACCELERATORS.values()) <= known
 
 
 def test_settings_parse_and_check() -> None:

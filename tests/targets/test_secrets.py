@@ -43,7 +43,7 @@ def test_every_target_reads_the_same_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pulumi_mocks: Any
 ) -> None:
     from mdeploy.targets.aws.component import _read_local_secret as aws
-    from mdeploy.targets.azure.target import read_local_secret as azure
+    from mdeploy.targets.azure.rules import read_local_secret as azure
     from mdeploy.targets.gcp.component import _local_value as gcp
     from mdeploy.targets.kubernetes.component import _read_local as kubernetes
 

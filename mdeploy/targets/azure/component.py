@@ -43,7 +43,7 @@ from mdeploy.serve.contract import (
     AZUREML_SCORING_ROUTE,
 )
 from mdeploy.targets._config import stack_values
-from mdeploy.targets.azure.target import (
+from mdeploy.targets.azure.rules import (
     AzureSettings,
     azure_tags,
     default_registry_name,

@@ -53,7 +53,7 @@ from mdeploy.serve.contract import (
 from mdeploy.targets._config import stack_values
 from mdeploy.targets.base import EndpointArgs, image_with_registry
 from mdeploy.targets.gcp.registry import repository_for
-from mdeploy.targets.gcp.target import (
+from mdeploy.targets.gcp.rules import (
     GcpSettings,
     accelerator_type,
     endpoint_id,

@@ -69,7 +69,7 @@ def quota_problem(
     args: EndpointArgs, project: str, *, credentials: Any = None, now: dt.datetime | None = None
 ) -> QuotaProblem | None:
     """The serving GPU quota `up` would exceed in args.region, or None (also when unmapped)."""
-    from mdeploy.targets.gcp.target import accelerator_type
+    from mdeploy.targets.gcp.rules import accelerator_type
 
     accelerator = accelerator_type(args)
     if accelerator not in QUOTAS:
