@@ -1,5 +1,5 @@
 """
-Canonical GPU names and the usable memory M of DESIGN.md's sizing rule.
+Canonical GPU names and the usable memory M of the sizing rule (docs/sizing.md).
 
 One table, shared by the build, the refresh and the planner's defaults for Kubernetes pools,
 so that a GPU has the same name and the same M on every target. M is what the NVIDIA driver
@@ -59,7 +59,7 @@ class GpuSpec:
 
     @property
     def usable_gib(self) -> float:
-        """M: measured where known, else the DESIGN.md estimate rule."""
+        """M: measured where known, else the estimate rule of docs/sizing.md."""
         if self.measured_gib is not None:
             return self.measured_gib
         if self.memory == "GDDR":
@@ -82,7 +82,7 @@ class GpuSpec:
 _CC_SOURCE = "https://developer.nvidia.com/cuda-gpus (checked 2026-12-06)"
 
 _TABLE = (
-    # Measured M (DESIGN.md sizing rule).
+    # Measured M: what the NVIDIA driver reports (docs/sizing.md).
     GpuSpec("H100", 80, "HBM", 79.65, "Hopper", (9, 0)),
     GpuSpec("A100-80GB", 80, "HBM", 80.00, "Ampere", (8, 0)),
     GpuSpec("A100", 40, "HBM", 40.00, "Ampere", (8, 0)),

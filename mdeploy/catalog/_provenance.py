@@ -334,7 +334,7 @@ def _memory_table(offers: Iterable[Offer]) -> list[str]:
         if spec.name not in used:
             continue
         basis = (
-            "measured (DESIGN.md)"
+            "measured (driver-reported; docs/sizing.md)"
             if not spec.estimated
             else f"estimate: nominal × {GDDR_FACTOR}"
             if spec.memory == "GDDR"

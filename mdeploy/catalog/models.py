@@ -22,7 +22,7 @@ class Offer:
     instance_type: str  # ml.g5.xlarge, Standard_NC24ads_A100_v4, g2-standard-8, gd-8xh100ib-i128
     gpu: str  # canonical GPU name: L4, A10G, A100, A100-80GB, H100, H200, L40S, ...
     gpu_count: int
-    gpu_memory_gib: float  # usable GiB per GPU (DESIGN.md sizing rule M)
+    gpu_memory_gib: float  # usable GiB per GPU (the sizing rule's M, docs/sizing.md)
     hourly_usd: float | None  # whole offer (all GPUs), on-demand list price; None = unknown
     country: str  # ISO 3166-1 alpha-2
     jurisdiction: str  # EU | EEA | UK | CH | US | other
@@ -37,7 +37,7 @@ class Offer:
         return (self.target, self.region, self.instance_type)
 
     def to_json(self) -> dict[str, Any]:
-        """The `catalog offers --json` row (DESIGN.md contract)."""
+        """The `catalog offers --json` row (docs/contracts.md)."""
         row = asdict(self)
         row.pop("extra")
         if row["flagged"] is None:

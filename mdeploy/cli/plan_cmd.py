@@ -1,7 +1,7 @@
 """
 `mdeploy plan` and `mdeploy compare`: where the spec should run, what it costs, and why.
 
-Both are offline. The JSON of `plan --json` is a public contract (DESIGN.md); when nothing
+Both are offline. The JSON of `plan --json` is a public contract (docs/contracts.md); when nothing
 fits it is still printed on stdout before exit 4, because CI reads it.
 """
 

@@ -1,5 +1,5 @@
 """
-The sizing rule of DESIGN.md, v2 (docs/sizing.md): does a model fit an offer, can its GPU run it?
+The sizing rule, v2 (docs/sizing.md): does a model fit an offer, can its GPU run it?
 
 Pure arithmetic on an architecture and an offer's GPU shape, plus the GPU table's compute
 capability: no I/O. Every number the rule uses is reported back, so a person can check a

@@ -1,7 +1,7 @@
 """
 What the planner produces: the sizing of a model, ranked candidates and rejections.
 
-`Plan.to_json()` is the public `plan --json` contract of DESIGN.md; keep its keys stable.
+`Plan.to_json()` is the public `plan --json` contract (docs/contracts.md); keep its keys stable.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sizing rule of DESIGN.md against hand-computed cases."""
+"""The sizing rule (docs/sizing.md) against hand-computed cases."""
 
 from __future__ import annotations
 
