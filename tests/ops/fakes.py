@@ -132,3 +132,37 @@ class ScriptedMetrics:
         del version
         requests, errors, p95 = self.by_percent.get(mark, (100.0, 0.0, 100.0))
         return MetricsSample(requests, errors, p95, source=self.name)
+
+
+def vertex_api() -> Any:
+    """The Vertex REST fake of tests/targets/test_gcp_ops.py with one model at 100 %.
+
+    Its deployed-model ids are never reused: the base fake derives them from the count of
+    deployed models, so deploy → undeploy → deploy (a promotion, then a rollback) would
+    repeat one.
+    """
+    import pytest
+
+    gcp = pytest.importorskip("targets.test_gcp_ops")
+
+    class Api(gcp.FakeVertexApi):
+        next_id = 500
+
+        def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
+            Api.next_id += 1
+            deployed = dict(body["deployedModel"])
+            model, _, version = deployed.pop("model").partition("@")
+            assert f"{model}@{version}" in self.models, deployed
+            new_id = str(Api.next_id)
+            self.deployed.append(
+                {**deployed, "id": new_id, "model": model, "modelVersionId": version}
+            )
+            split = {(new_id if k == "0" else k): int(v) for k, v in body["trafficSplit"].items()}
+            assert sum(split.values()) == 100, split
+            self.split = split
+            return self.operation({"deployedModel": {"id": new_id}})
+
+    api = Api()
+    api.deployed = [gcp._deployed("111", "1")]
+    api.split = {"111": 100}
+    return api

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops.fakes import NEW_IMAGE, FakeClock, MemoryOps, ScriptedMetrics
+from ops.fakes import NEW_IMAGE, FakeClock, MemoryOps, ScriptedMetrics, vertex_api
 from targets.conftest import make_endpoint_args
 from targets.test_aws_ops import (  # noqa: F401  (fixtures, used by name)
     fake_aws_env,
@@ -71,29 +71,7 @@ def _gcp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
     gcp = pytest.importorskip("targets.test_gcp_ops")
     from mdeploy.targets.gcp.ops import GcpOps
 
-    class Api(gcp.FakeVertexApi):
-        """The Vertex fake, with deployed-model ids never reused (the base derives them from
-        the count of deployed models, so deploy → undeploy → deploy would repeat one)."""
-
-        next_id = 500
-
-        def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
-            Api.next_id += 1
-            deployed = dict(body["deployedModel"])
-            model, _, version = deployed.pop("model").partition("@")
-            assert f"{model}@{version}" in self.models, deployed
-            new_id = str(Api.next_id)
-            self.deployed.append(
-                {**deployed, "id": new_id, "model": model, "modelVersionId": version}
-            )
-            split = {(new_id if k == "0" else k): int(v) for k, v in body["trafficSplit"].items()}
-            assert sum(split.values()) == 100, split
-            self.split = split
-            return self.operation({"deployedModel": {"id": new_id}})
-
-    api = Api()
-    api.deployed = [gcp._deployed("111", "1")]
-    api.split = {"111": 100}
+    api = vertex_api()
 
     def attach(server: ThreadingHTTPServer) -> str:
         api.url = f"http://127.0.0.1:{server.server_address[1]}"
