@@ -447,3 +447,28 @@ def test_shutdown_while_busy_finishes_the_response_then_closes():
         assert await asyncio.wait_for(reader.read(-1), 5) == b""
 
     run(main())
+
+
+# Wiring -----------------------------------------------------------------------------------
+
+
+def test_routes_a_platform_claims_stay_with_the_app():
+    from mdeploy.serve.config import load_config
+    from mdeploy.serve.fastpath import fast_settings
+
+    env = {"AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/v1/completions"}
+    vertex = fast_settings(load_config({**env, "AIP_HTTP_PORT": "8080"}), 75)
+    assert b"/health" not in vertex.get_routes  # Vertex's readiness, answered by the app
+    assert b"/v1/completions" not in vertex.post_routes
+    assert vertex.raw_predict_route == b"/v1/completions" and vertex.invoke_route is None
+    sagemaker = fast_settings(load_config({}, ["serve"], platform="sagemaker"), 75)
+    assert sagemaker.invoke_route == b"/invocations" and b"/health" in sagemaker.get_routes
+    assert not sagemaker.forward_authorization
+
+
+def test_the_server_uses_the_fast_path_unless_switched_off():
+    from mdeploy.serve.config import load_config
+    from mdeploy.serve.server import _protocol
+
+    assert _protocol(load_config({})).__name__ == "FastProtocol"
+    assert _protocol(load_config({"MDEPLOY_FAST_PATH": "0"})).__name__.startswith("HeaderDeadline")
