@@ -11,6 +11,7 @@ traffic went back (the report says which), 2 bad input, 3 missing prerequisite, 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 DEFAULT_SMOKE_PROMPT = "Reply with one word: ready."
+METRICS_TOKEN_ENV = "MDEPLOY_METRICS_TOKEN"  # bearer token for --metrics-url; never printed
 
 RequiredTarget = Annotated[
     str,
@@ -134,7 +136,8 @@ def _metrics(url: str | None) -> MetricsSource | None:
 
     if not url.startswith(("http://", "https://")):
         raise InputError(f"--metrics-url {url!r}: an http(s) URL of the adapter's /metrics")
-    return PrometheusMetrics(url)
+    token = os.environ.get(METRICS_TOKEN_ENV, "").strip()  # the adapter's API key, if guarded
+    return PrometheusMetrics(url, headers={"Authorization": f"Bearer {token}"} if token else None)
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -199,8 +202,8 @@ def promote_cmd(
         str | None,
         typer.Option(
             "--metrics-url",
-            help="The new version's adapter /metrics (Prometheus text). Without it: only "
-            "smoke checks.",
+            help="The new version's adapter /metrics (Prometheus text); a bearer token from "
+            "$MDEPLOY_METRICS_TOKEN. Without it: only smoke checks.",
         ),
     ] = None,
     dry_run: Annotated[

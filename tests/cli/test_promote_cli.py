@@ -200,3 +200,30 @@ def test_ls_reads_the_pulumi_file_backend_without_the_cli(home: Path) -> None:
     ]
     assert rows[1]["endpoint"] == "m-default" and rows[1]["hourly_usd"] is None
     assert "v1:abc" not in run("ls").stdout
+
+
+def test_text_output_shows_each_step_and_what_failed(
+    spec: Path, home: Path, ops: MemoryOps
+) -> None:
+    name = json.loads(run("promote", str(spec), "-t", "gcp", "--dry-run", "--json").stdout)
+    ops.broken = {name["to"]["name"]}
+    result = run("promote", str(spec), "-t", "gcp", "--yes")
+    assert result.exit_code == 1
+    assert "rolled-back" in result.stdout and "step 1:  20 %" in result.stdout
+    assert "smoke FAILED" in result.stdout and "model crashed" in result.stdout
+    ops.broken = set()
+    ok = run("promote", str(spec), "-t", "gcp", "--yes")
+    assert ok.exit_code == 0 and "promoted" in ok.stdout and "removed v-1" in ok.stdout
+
+
+def test_the_metrics_token_is_sent_and_never_shown(
+    spec: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MDEPLOY_METRICS_TOKEN", "tok-SECRET-123")
+    metrics = promote_cmd._metrics("http://127.0.0.1:9/metrics")
+    assert metrics is not None and metrics.headers == {"Authorization": "Bearer tok-SECRET-123"}
+    result = run("promote", str(spec), "-t", "gcp", "--dry-run", "--json",
+                 "--metrics-url", "http://127.0.0.1:9/metrics")  # fmt: skip
+    assert "tok-SECRET" not in result.stdout + result.stderr
+    bad = run("promote", str(spec), "-t", "gcp", "--dry-run", "--metrics-url", "ftp://x")
+    assert bad.exit_code == 2 and "--metrics-url" in bad.stderr
