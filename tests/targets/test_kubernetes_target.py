@@ -11,7 +11,8 @@ import pytest
 from mdeploy.targets import get_target
 from mdeploy.targets.base import EndpointHealth, Ops, TrafficOps
 from mdeploy.targets.kubernetes.ops import KubernetesOps
-from mdeploy.targets.kubernetes.target import TARGET, check_context, repository_of
+from mdeploy.targets.kubernetes.rules import check_context
+from mdeploy.targets.kubernetes.target import TARGET, repository_of
 
 KUBECONFIG = """\
 apiVersion: v1

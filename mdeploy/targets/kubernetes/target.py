@@ -1,73 +1,27 @@
 """
-The Kubernetes target: CoreWeave (catalog offers) or any GPU cluster in your kubeconfig.
+The kubernetes `Target`: the light entry point `get_target("kubernetes")` returns.
 
-Light module: no Pulumi or Kubernetes client at import. `component()` imports the Pulumi
-component lazily; `check_credentials()` reads kubeconfig files only (no API call).
+The cloud's rules (names, tags, environment, settings, checks) live in `rules.py`; the Pulumi
+resources in `component.py` and the day-2 client in `ops.py`, imported lazily by the methods
+below, so that importing this module costs nothing and no module of the folder imports it back.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import yaml
-
 from mdeploy.targets.base import EndpointArgs, Ops, Target, repository_of
+from mdeploy.targets.kubernetes.rules import (
+    CLOUD_REFS,
+    check_context,
+    kubeconfig_paths,
+)
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
 
-__all__ = [
-    "TARGET",
-    "KubernetesTarget",
-    "check_context",
-    "kube_contexts",
-    "kubeconfig_paths",
-]
-
-_CLOUD_REFS = ("aws-sm:", "azure-kv:", "gcp-sm:")
-
-
-def kubeconfig_paths(environ: dict[str, str] | None = None) -> list[Path]:
-    """The kubeconfig files kubectl would read: $KUBECONFIG (path list) or ~/.kube/config."""
-    env = os.environ if environ is None else environ
-    raw = env.get("KUBECONFIG", "")
-    if raw:
-        return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
-    return [Path(env.get("HOME", str(Path.home()))) / ".kube" / "config"]
-
-
-def kube_contexts(paths: list[Path]) -> tuple[set[str], str | None]:
-    """Context names defined across `paths`, and the first current-context found."""
-    names: set[str] = set()
-    current: str | None = None
-    for path in paths:
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        if not isinstance(doc, dict):
-            continue
-        names |= {c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)}
-        current = current or doc.get("current-context") or None
-    names.discard(None)
-    return names, current
-
-
-def check_context(context: str | None = None) -> tuple[bool, str]:
-    """Whether a kubeconfig defines `context` (or a current context); files only, no API."""
-    paths = kubeconfig_paths()
-    existing = [p for p in paths if p.is_file()]
-    if not existing:
-        return False, f"no kubeconfig at {', '.join(str(p) for p in paths)}"
-    names, current = kube_contexts(existing)
-    wanted = context or current
-    if not wanted:
-        return False, "the kubeconfig sets no current-context"
-    if wanted not in names:
-        return False, f"kube context {wanted!r} is not in {', '.join(map(str, existing))}"
-    return True, f"kube context {wanted!r}"
+# check_context stays importable from here: deploy/prereqs.py checks the spec's context.
+__all__ = ["TARGET", "KubernetesTarget", "check_context"]
 
 
 class KubernetesTarget(Target):
@@ -108,7 +62,7 @@ class KubernetesTarget(Target):
     def unsupported(self, spec: Deployment) -> dict[str, str]:
         out = {}
         for var, ref in spec.serving.secrets.items():
-            if ref.startswith(_CLOUD_REFS):
+            if ref.startswith(CLOUD_REFS):
                 out[f"serving.secrets.{var}"] = (
                     "cloud secret managers are not read by the cluster; use k8s:SECRET/KEY "
                     "(e.g. synced by External Secrets Operator), env:NAME or file:PATH"

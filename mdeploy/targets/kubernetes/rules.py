@@ -1,0 +1,67 @@
+"""
+The Kubernetes rules: kubeconfig files and contexts, the secret kinds a cluster can read.
+
+Light module: no Pulumi or Kubernetes client at import; kubeconfig files are read, no API
+call is made.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "CLOUD_REFS",
+    "check_context",
+    "kube_contexts",
+    "kubeconfig_paths",
+]
+
+CLOUD_REFS = ("aws-sm:", "azure-kv:", "gcp-sm:")
+
+
+def kubeconfig_paths(environ: dict[str, str] | None = None) -> list[Path]:
+    """The kubeconfig files kubectl would read: $KUBECONFIG (path list) or ~/.kube/config."""
+    env = os.environ if environ is None else environ
+    raw = env.get("KUBECONFIG", "")
+    if raw:
+        return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
+    return [Path(env.get("HOME", str(Path.home()))) / ".kube" / "config"]
+
+
+def kube_contexts(paths: list[Path]) -> tuple[set[str], str | None]:
+    """Context names defined across `paths`, and the first current-context found."""
+    names: set[str] = set()
+    current: str | None = None
+    for path in paths:
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        names |= {c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)}
+        current = current or doc.get("current-context") or None
+    names.discard(None)
+    return names, current
+
+
+def check_context(context: str | None = None) -> tuple[bool, str]:
+    """Whether a kubeconfig defines `context` (or a current context); files only, no API."""
+    paths = kubeconfig_paths()
+    existing = [p for p in paths if p.is_file()]
+    if not existing:
+        return False, f"no kubeconfig at {', '.join(str(p) for p in paths)}"
+    names, current = kube_contexts(existing)
+    wanted = context or current
+    if not wanted:
+        return False, "the kubeconfig sets no current-context"
+    if wanted not in names:
+        return False, f"kube context {wanted!r} is not in {', '.join(map(str, existing))}"
+    return True, f"kube context {wanted!r}"
