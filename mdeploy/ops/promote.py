@@ -310,6 +310,16 @@ def _promote(run: _Run) -> dict[str, Any]:
         )
     if not resuming and health.traffic.get(new.name) == 100:
         return _unchanged(run, health)
+    if resuming and (promo["to"].get("image"), promo["to"].get("model_revision")) != (
+        new.image,
+        new.model_revision,
+    ):
+        raise PolicyError(
+            f"stack {plan.stack}: the interrupted promotion of {new.name} deployed another "
+            f"image or revision ({promo['to'].get('image')}, "
+            f"{promo['to'].get('model_revision')}); refusing to resume it with this spec",
+            hint="`mdeploy rollback` abandons it; then promote again (or pass another --version)",
+        )
     if resuming:
         old = promo["from"]
         run.log(f"resuming the promotion to {new.name} after step {promo['completed']}")

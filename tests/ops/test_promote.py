@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ops.fakes import NEW_IMAGE, FakeClock, MemoryOps, ScriptedMetrics
+from ops.fakes import NEW_IMAGE, OLD_IMAGE, FakeClock, MemoryOps, ScriptedMetrics
 from targets.conftest import make_endpoint_args
 
 from mdeploy.errors import EXIT_CLOUD, EXIT_POLICY, CloudError, InputError, PolicyError
@@ -305,3 +305,15 @@ def test_rollback_warns_when_the_last_good_revision_was_not_recorded(store: Stat
     promote(ops, _plan(), store, clock=FakeClock())
     report = rollback(ops, STACK, "gcp", store)
     assert report["result"] == "rolled-back" and "without a model revision" in report["warning"]
+
+
+def test_resuming_with_another_image_under_the_same_name_is_refused(store: StateStore) -> None:
+    ops, clock = MemoryOps(), FakeClock()
+    clock.on_sleep = lambda n: (_ for _ in ()).throw(KeyboardInterrupt) if n == 1 else None
+    with pytest.raises(KeyboardInterrupt):
+        promote(ops, _plan(), store, clock=clock)
+    other = make_endpoint_args(image=OLD_IMAGE, model_revision="r2", model_version="2")
+    plan = plan_promotion(STACK, "gcp", other, Settings(bake_s=0), version="v-2")
+    with pytest.raises(PolicyError, match="refusing to resume"):
+        promote(ops, plan, store, clock=FakeClock())
+    assert ops.traffic == {"v-1": 90, "v-2": 10}  # untouched
