@@ -260,6 +260,11 @@ class EndpointHealth:
         if self.state not in HEALTH_STATES:
             raise ValueError(f"health state {self.state!r} is not one of {HEALTH_STATES}")
 
+    @classmethod
+    def unknown(cls, detail: str) -> EndpointHealth:
+        """The health to report when the cloud could not be asked (same shape, state unknown)."""
+        return cls(state="unknown", detail=detail)
+
     @property
     def traffic(self) -> dict[str, int]:
         """Version name → percent of the live traffic."""

@@ -62,6 +62,8 @@ def test_health_is_one_json_shape_and_refuses_foreign_states() -> None:
     assert health.traffic == {"v1": 90, "v2": 10}
     with pytest.raises(ValueError, match="InService"):
         EndpointHealth(state="InService")
+    unknown = EndpointHealth.unknown("AccessDenied").to_json()
+    assert set(unknown) == set(doc) and unknown["state"] == "unknown"
 
 
 def test_not_found_is_a_cloud_error_naming_the_versions() -> None:
