@@ -317,3 +317,14 @@ def test_resuming_with_another_image_under_the_same_name_is_refused(store: State
     with pytest.raises(PolicyError, match="refusing to resume"):
         promote(ops, plan, store, clock=FakeClock())
     assert ops.traffic == {"v-1": 90, "v-2": 10}  # untouched
+
+
+def test_the_kubernetes_target_is_refused_until_it_splits_traffic(store: StateStore) -> None:
+    from mdeploy.targets.kubernetes.ops import KubernetesOps
+
+    ops = KubernetesOps({"endpoint_name": "m", "endpoint_url": "http://127.0.0.1:9"})
+    with pytest.raises(PolicyError, match="kubernetes: this target cannot run two versions"):
+        promote(ops, plan_promotion(STACK, "kubernetes", make_endpoint_args(), Settings()), store)
+    with pytest.raises(PolicyError, match="weighted traffic"):
+        rollback(ops, STACK, "kubernetes", store)
+    assert not store.folder.exists()  # refused before any state or lock was written
