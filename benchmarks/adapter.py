@@ -20,7 +20,9 @@ shared machine hits all of them alike; the report gives per-round ratios' median
 
 Run: `python benchmarks/adapter.py [--rounds 5] [--seconds 2] [--clients 16]
 [--stream-clients 64] [--json]`; with `--adapter-pythonpath DIR` the adapter is imported from
-DIR (e.g. an older checkout, for before/after figures). About a minute with the defaults.
+DIR (e.g. an older checkout, for before/after figures); `--adapter-env MDEPLOY_FAST_PATH=0`
+(repeatable) sets a variable for the adapter, e.g. to measure it without its fast path. About
+a minute with the defaults.
 """
 
 from __future__ import annotations
@@ -535,6 +537,7 @@ def main() -> None:
     p.add_argument("--stream-clients", type=int, default=64)
     p.add_argument("--streams", type=int, default=3, help="streams per streaming client")
     p.add_argument("--adapter-pythonpath", default=None)
+    p.add_argument("--adapter-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
         "--fanout", type=int, default=0, help="also send one Vertex predict of N instances"
     )
@@ -566,6 +569,9 @@ def main() -> None:
         env = {"MDEPLOY_ENGINE_URL": f"http://127.0.0.1:{engine_port}"}
         if args.adapter_pythonpath:
             env["PYTHONPATH"] = args.adapter_pythonpath
+        for item in args.adapter_env:
+            name, _, value = item.partition("=")
+            env[name] = value
         adapter = start(
             [
                 sys.executable,

@@ -530,6 +530,8 @@ class _Client(asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
+        if self.buf:  # a pipelined request: its head's deadline counts from now
+            self.waiting_since = self.loop.time()
         self._next()
 
     def broken(self) -> None:

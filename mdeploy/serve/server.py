@@ -10,6 +10,9 @@ pulls `uvicorn[standard]`; the vLLM base image has them through `fastapi[standar
 more than halves the CPU each request costs; without them it falls back to asyncio and h11.
 The protocol adds a header deadline and write corking (`protocol.py`); the body deadline, the
 API key and the Vertex fan-out bound are the app's (`app.py`); all limits are in `config.py`.
+In front of it all sits the fast path (`fastpath.py`): routes that need no translation are
+proxied at the protocol level, bytes passed through, at about half the CPU per request;
+everything else is handed to uvicorn's protocol and the app (MDEPLOY_FAST_PATH=0: always).
 """
 
 from __future__ import annotations
