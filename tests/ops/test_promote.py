@@ -328,3 +328,24 @@ def test_the_kubernetes_target_is_refused_until_it_splits_traffic(store: StateSt
     with pytest.raises(PolicyError, match="weighted traffic"):
         rollback(ops, STACK, "kubernetes", store)
     assert not store.folder.exists()  # refused before any state or lock was written
+
+
+def test_the_lock_holds_across_processes_and_a_killed_holder_is_taken_over(
+    store: StateStore,
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from mdeploy.ops.state import StateStore; "
+         "StateStore(Path(sys.argv[1])).lock(sys.argv[2], 'promote').acquire(); "
+         "print('held', flush=True); time.sleep(60)", str(store.folder), STACK],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(PolicyError, match=f"pid {holder.pid}"):
+            promote(MemoryOps(), _plan(), store, clock=FakeClock())
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert store.lock(STACK, "x").path.exists()  # a killed holder leaves its lock behind
+    assert promote(MemoryOps(), _plan(), store, clock=FakeClock())["result"] == "promoted"
