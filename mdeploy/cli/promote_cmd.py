@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 DEFAULT_SMOKE_PROMPT = "Reply with one word: ready."
+_STOPPED = "the promotion stopped; its state records the last completed step"
+_RESUME_HINT = "run `mdeploy promote` again to resume, or `mdeploy rollback` to abandon it"
 METRICS_TOKEN_ENV = "MDEPLOY_METRICS_TOKEN"  # bearer token for --metrics-url; never printed
 
 RequiredTarget = Annotated[
@@ -215,6 +217,7 @@ def promote_cmd(
     """Deploy the spec's model version beside the live one and shift traffic step by step."""
     with cli_errors(json_out=json_out):
         from mdeploy.deploy.program import resolve, stack_name
+        from mdeploy.image._signals import on_sigterm
         from mdeploy.ops.promote import PromotionFailed, plan_promotion, promote
         from mdeploy.spec import check_guardrails, load_spec
 
@@ -247,7 +250,8 @@ def promote_cmd(
         plan = plan_for(stack)
         _confirm(f"promote {plan.version.name} on {stack} (live traffic moves)?", yes)
         try:
-            report = promote(ops, plan, store, smoke=smoke_check, metrics=metrics, log=_log)
+            with on_sigterm(lambda: _STOPPED, hint=_RESUME_HINT):
+                report = promote(ops, plan, store, smoke=smoke_check, metrics=metrics, log=_log)
         except PromotionFailed as exc:
             _render_report(exc.report, json_out)
             raise typer.Exit(report_error(exc, json_out=False)) from None  # one JSON document

@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 CONTRACT = "mdeploy/promote-plan/v1"
+_SIGNAL_EXIT = 128  # exit codes from here up mean "stopped by a signal", not "failed"
 Log = Callable[[str], None]
 
 
@@ -368,8 +369,8 @@ def _promote(run: _Run) -> dict[str, Any]:
             promo["steps"].append(step)
             run.save()
     except MdeployError as exc:
-        if isinstance(exc, PromotionFailed):
-            raise
+        if isinstance(exc, PromotionFailed) or exc.exit_code >= _SIGNAL_EXIT:
+            raise  # a signal (SIGTERM: exit 143) stops like Ctrl-C: the next run resumes
         return _fail(run, old["name"], f"the platform refused a step: {exc.message}")
     return _finish(run, old)
 

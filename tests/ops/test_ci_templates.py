@@ -153,3 +153,12 @@ def test_the_gitlab_stages_run_in_the_promotion_order() -> None:
     jobs = {k: v for k, v in gitlab.items() if isinstance(v, dict) and "stage" in v}
     assert sorted(jobs, key=lambda k: order.index(jobs[k]["stage"])) == order
     assert gitlab["default"]["artifacts"]["when"] == "always"
+
+
+def test_only_the_promotion_state_travels_between_runs_never_a_lock() -> None:
+    github = yaml.safe_load(GITHUB.read_text())
+    paths = [s["with"]["path"] for s in github["jobs"]["promote"]["steps"]
+             if s.get("uses", "").startswith("actions/cache/")]  # fmt: skip
+    assert paths == [".mdeploy/promotions/*.json"] * 2  # restore and save: the same paths
+    gitlab = yaml.safe_load(GITLAB.read_text())
+    assert gitlab[".cloud_oidc"]["cache"]["paths"] == [".mdeploy/promotions/*.json"]

@@ -349,3 +349,24 @@ def test_the_lock_holds_across_processes_and_a_killed_holder_is_taken_over(
         holder.wait(timeout=10)
     assert store.lock(STACK, "x").path.exists()  # a killed holder leaves its lock behind
     assert promote(MemoryOps(), _plan(), store, clock=FakeClock())["result"] == "promoted"
+
+
+def test_sigterm_stops_like_ctrl_c_without_rolling_back(store: StateStore) -> None:
+    from mdeploy.errors import MdeployError
+
+    class Terminated(MdeployError):  # what the CLI's SIGTERM handler raises (exit 143)
+        exit_code = 143
+
+    ops, clock = MemoryOps(), FakeClock()
+
+    def term(bakes: int) -> None:
+        if bakes == 2:
+            raise Terminated("terminated by SIGTERM")
+
+    clock.on_sleep = term
+    with pytest.raises(Terminated):
+        promote(ops, _plan(), store, clock=clock)
+    assert ops.traffic == {"v-1": 50, "v-2": 50} and "remove_version" not in dict(ops.calls)
+    assert store.load(STACK)["promotion"]["completed"] == 1
+    clock.on_sleep = None
+    assert promote(ops, _plan(), store, clock=clock)["resumed_after_step"] == 1
