@@ -266,10 +266,23 @@ def coreweave_offers(ref: Path) -> tuple[list[Offer], list[Region]]:
             price_basis=prov.COREWEAVE.price_basis,
             price_estimated=row["price_currency_original"] != "USD",
             source=f"k8s_gpu_offers.csv: {row['source']} ({row['source_date']})",
-            extra=prov.coreweave_extra(row),
+            extra={**prov.coreweave_extra(row), **_coreweave_rdma(row)},
         )
         offers.append(offer)
     return offers, list(regions.values())
+
+
+def _coreweave_rdma(row: dict[str, str]) -> dict[str, str]:
+    """
+    rdma true where the reference names the class "(InfiniBand)" (CW-AZ availability matrix,
+    e.g. "NVIDIA HGX H100 (InfiniBand)", instance names like gd-8xh100ib-i128); else unknown:
+    the notes do not say, which is not the same as Ethernet. Used by the topology rule
+    (docs/topology.md): pipeline parallel across nodes without RDMA warns, expert parallel
+    across nodes needs it.
+    """
+    if "(InfiniBand)" in row["notes"]:
+        return {"rdma": "true", "rdma_source": "CW-AZ class name '(InfiniBand)'"}
+    return {"rdma": "unknown"}
 
 
 # ---------------------------------------------------------------- build

@@ -15,6 +15,11 @@ __all__ = ["PLANNER_FLAGS", "engine_args"]
 # break the memory verdict, so they are refused with the field to use instead.
 PLANNER_FLAGS = {
     "tensor-parallel-size": "the offer's GPU count (placement.gpus / a different instance)",
+    "pipeline-parallel-size": "the replica topology (nodes; docs/topology.md)",
+    "nnodes": "the replica topology (nodes; docs/topology.md)",
+    "node-rank": "the replica topology (LeaderWorkerSet worker index)",
+    "master-addr": "the replica topology (LeaderWorkerSet leader address)",
+    "headless": "the replica topology (workers of a multi-node replica)",
     "max-model-len": "model.max_context",
     "gpu-memory-utilization": "serving.gpu_memory_utilization",
     "quantization": "model.quantization",

@@ -84,8 +84,36 @@ class Candidate:
     kv_gib_per_gpu: float = 0.0
     reserve_gib_per_gpu: float = 0.0
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+    # ---- replica topology (docs/topology.md); gpu_count is the GPUs of one pod
+    nodes: int = 1
+    pipeline_parallel: int = 1
+    data_parallel: int = 1
+    expert_parallel: int = 1
+    node_gpu_count: int = 0  # GPUs of the offer's node; 0: same as gpu_count
+    topology: str = ""  # `2 × 8×H100, TP8·PP2`
+    worker_engine_args: list[str] = field(default_factory=list)  # nodes > 1: ranks 1..n-1
+    notes: tuple[str, ...] = ()  # price basis, interconnect warnings
+    priced: bool = True  # False: an own pool without hourly_usd (hourly_usd is then 0)
 
     def to_json(self) -> dict[str, Any]:
+        row = self._base_json()
+        row.update(
+            {
+                "nodes": self.nodes,
+                "pipeline_parallel": self.pipeline_parallel,
+                "data_parallel": self.data_parallel,
+                "expert_parallel": self.expert_parallel,
+                "node_gpu_count": self.node_gpu_count or self.gpu_count,
+                "topology": self.topology,
+                "worker_engine_args": list(self.worker_engine_args),
+                "notes": list(self.notes),
+            }
+        )
+        if not self.priced:
+            row["hourly_usd"] = row["monthly_usd"] = None  # no price: never a guessed 0
+        return row
+
+    def _base_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "region": self.region,

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 
 from mdeploy.catalog._store import OfferGroup, OfferView
 from mdeploy.catalog.models import Offer
 from mdeploy.plan import policy
+from mdeploy.plan import topology as topo
 from mdeploy.plan.engine import engine_args
-from mdeploy.plan.fit import Fit, Sizing, check_fit, precision_problem, tensor_parallel_problem
+from mdeploy.plan.fit import Fit, Sizing
 from mdeploy.plan.models import Candidate, Rejection
 from mdeploy.spec.models import Deployment
 
@@ -32,6 +33,12 @@ __all__ = ["HOURS_PER_MONTH", "evaluate", "rank", "rank_catalog"]
 HOURS_PER_MONTH = 730  # 365 × 24 / 12, the cloud billing convention
 OfferLike = Offer | OfferView  # the planner only reads offers: a catalog row view will do
 _REJECTION_ORDER = itemgetter(0, 1, 2)  # a Rejection's (target, region, instance_type)
+
+
+def _candidate_order(c: Candidate) -> tuple:
+    """Priced first, cheapest first; ties: published price, fewer nodes, fewer GPUs."""
+    return (not c.priced, c.hourly_usd, c.estimate, c.nodes, c.gpu_count, c.target, c.region,
+            c.instance_type)  # fmt: skip
 
 
 def _reject(offer: OfferLike, code: str, reason: str | Callable[[], str]) -> Rejection:
@@ -58,15 +65,30 @@ class _Rules:
         self.memo: dict[RegionKey, tuple[str, str] | None] = {}
         self.allowed: dict[tuple[str, str], bool] = {}
         # The same GPU shape recurs in every region: its verdict and flags are computed once.
-        self.shapes: dict[tuple[int, str, int, float], tuple[str, str] | Fit] = {}
+        self.shapes: dict[tuple, tuple[str, str] | Fit | tuple[topo.Topology, Fit]] = {}
         self.args: dict[int, list[str]] = {}
+        self.largest: dict[str, str | None] = {}
 
-    def shape(self, offer: OfferLike, sizing: Sizing) -> tuple[str, str] | Fit:
-        """(code, reason) if this GPU × count cannot run the model, else its Fit; memoised."""
-        key = (id(sizing), offer.gpu, offer.gpu_count, offer.gpu_memory_gib)
+    def shape(
+        self, offer: OfferLike, sizing: Sizing
+    ) -> tuple[str, str] | Fit | tuple[topo.Topology, Fit]:
+        """
+        The replica topology this offer runs (topology.place): (Topology, Fit), or a refusal
+        (code, reason), or the largest Fit that ran out of memory; memoised per GPU shape.
+        """
+        splittable = offer.target in topo.SPLITTABLE_TARGETS
+        key = (id(sizing), offer.gpu, offer.gpu_count, offer.gpu_memory_gib, splittable,
+               topo.rdma_of(offer) if splittable else "")  # fmt: skip
         if key not in self.shapes:
-            self.shapes[key] = _shape(offer, sizing, self.spec)
+            self.shapes[key] = topo.place(offer, sizing, self.spec.serving.gpu_memory_utilization)
         return self.shapes[key]
+
+    def managed_limit(self, target: str, sizing: Sizing) -> str | None:
+        """'largest Azure ML managed SKU is 8×H100 (640 GB)...' when even it cannot fit."""
+        if target not in self.largest:
+            utilization = self.spec.serving.gpu_memory_utilization
+            self.largest[target] = topo.managed_limit(target, sizing, utilization)
+        return self.largest[target]
 
     def engine_args(self, tp: int) -> list[str]:
         if tp not in self.args:
@@ -121,14 +143,21 @@ def _rule_problem(offer: OfferLike, spec: Deployment, rules: _Rules) -> Rejectio
         )
     if offer.flagged:
         return _reject(offer, "price", f"price flagged in the catalog: {offer.flagged}")
-    if offer.hourly_usd is None:
-        return _reject(offer, "price", "no list price to rank by; set hourly_usd for this pool")
-    budget = placement.max_hourly_usd
-    if budget is not None and offer.hourly_usd > budget:
+    if offer.hourly_usd is None and offer.target != "kubernetes":
+        return _reject(offer, "price", "no list price to rank by")
+    return None
+
+
+def _budget_problem(
+    offer: OfferLike, replica_usd: float | None, spec: Deployment
+) -> Rejection | None:
+    """A replica (its share of a node, or its nodes) priced over placement.max_hourly_usd."""
+    budget = spec.placement.max_hourly_usd
+    if budget is not None and replica_usd is not None and replica_usd > budget:
         return _reject(
             offer,
             "budget",
-            f"${offer.hourly_usd:.2f}/h per replica exceeds placement.max_hourly_usd ${budget:.2f}",
+            f"${replica_usd:.2f}/h per replica exceeds placement.max_hourly_usd ${budget:.2f}",
         )
     return None
 
@@ -148,22 +177,6 @@ def _memory_reason(
     )
 
 
-def _shape(offer: OfferLike, sizing: Sizing, spec: Deployment) -> tuple[str, str] | Fit:
-    """Precision, tensor parallel and memory arithmetic: they depend on the GPU shape only."""
-    precision = precision_problem(offer.gpu, sizing)
-    if precision:
-        return "precision", precision
-    tp_problem = tensor_parallel_problem(offer.gpu_count, sizing)
-    if tp_problem:
-        return "tp", tp_problem
-    return check_fit(
-        sizing,
-        gpu_count=offer.gpu_count,
-        gpu_memory_gib=offer.gpu_memory_gib,
-        utilization=spec.serving.gpu_memory_utilization,
-    )
-
-
 def evaluate(
     offer: OfferLike,
     spec: Deployment,
@@ -178,20 +191,61 @@ def evaluate(
     problem = _rule_problem(offer, spec, rules)
     if problem is not None:
         return problem
-    fit = rules.shape(offer, sizing)
-    if isinstance(fit, tuple):
-        return _reject(offer, *fit)
-    if not fit.fits:
-        required, usable = fit.required_gib_per_gpu, fit.usable_gib_per_gpu
-        return _reject(offer, "memory", lambda: _memory_reason(offer, required, usable, spec))
-    assert offer.hourly_usd is not None  # checked in _rule_problem
-    hourly = offer.hourly_usd * spec.serving.replicas.min
+    verdict = rules.shape(offer, sizing)
+    if isinstance(verdict, Fit):
+        return _reject(offer, "memory", _memory_text(offer, verdict, spec, rules, sizing))
+    if isinstance(verdict[0], str):
+        return _reject(offer, *verdict)
+    shape, fit = verdict
+    assert isinstance(shape, topo.Topology) and isinstance(fit, Fit)
+    share = topo.price_share(shape)
+    replica = None if offer.hourly_usd is None else offer.hourly_usd * share
+    over = _budget_problem(offer, replica, spec)
+    if over is not None:
+        return over
+    return _candidate(offer, shape, fit, replica, rules)
+
+
+def _memory_text(
+    offer: OfferLike, fit: Fit, spec: Deployment, rules: _Rules, sizing: Sizing
+) -> Callable[[], str]:
+    required, usable = fit.required_gib_per_gpu, fit.usable_gib_per_gpu
+
+    def text() -> str:
+        reason = _memory_reason(offer, required, usable, spec)
+        if offer.target in topo.SPLITTABLE_TARGETS and fit.tensor_parallel == offer.gpu_count:
+            reason += f"; {topo.MAX_NODES} nodes with pipeline parallel do not fit either"
+        limit = rules.managed_limit(offer.target, sizing)
+        return f"{limit}; {reason}" if limit else reason
+
+    return text
+
+
+def _candidate(
+    offer: OfferLike, shape: topo.Topology, fit: Fit, replica: float | None, rules: _Rules
+) -> Candidate:
+    """The Candidate for a placed topology; price = node price × share × replicas.min."""
+    spec = rules.spec
+    hourly = (replica or 0.0) * spec.serving.replicas.min
+    leader, workers = topo.multi_node_args(rules.engine_args(fit.tensor_parallel), shape)
+    notes = list(shape.warnings)
+    if offer.hourly_usd is None:
+        notes.append("no price: own pool without hourly_usd, ranked after priced offers")
+    elif shape.fractional:
+        notes.append(
+            f"price = node ${offer.hourly_usd:.2f}/h × {shape.gpus_per_node}/{shape.node_gpus} "
+            f"GPUs; {topo.IDLE_NOTE}"
+        )
+    elif shape.nodes > 1:
+        notes.append(f"price = {shape.nodes} nodes × ${offer.hourly_usd:.2f}/h")
+    extra = dict(offer.extra)
+    extra.update(nodes=str(shape.nodes), pipeline_parallel=str(shape.pp))
     return Candidate(
         target=offer.target,
         region=offer.region,
         instance_type=offer.instance_type,
         gpu=offer.gpu,
-        gpu_count=offer.gpu_count,
+        gpu_count=shape.gpus_per_node,
         gpu_memory_gib=offer.gpu_memory_gib,
         tensor_parallel=fit.tensor_parallel,
         hourly_usd=hourly,
@@ -200,12 +254,21 @@ def evaluate(
         country=offer.country,
         price_source=offer.price_source,
         estimate=offer.estimate,
-        engine_args=rules.engine_args(fit.tensor_parallel),
+        engine_args=leader,
         required_gib_per_gpu=fit.required_gib_per_gpu,
         weights_gib_per_gpu=fit.weights_gib_per_gpu,
         kv_gib_per_gpu=fit.kv_gib_per_gpu,
         reserve_gib_per_gpu=fit.reserve_gib_per_gpu,
-        extra=dict(offer.extra),
+        extra=extra,
+        nodes=shape.nodes,
+        pipeline_parallel=shape.pp,
+        data_parallel=shape.dp,
+        expert_parallel=shape.ep,
+        node_gpu_count=shape.node_gpus,
+        topology=shape.label(offer.gpu),
+        worker_engine_args=workers,
+        notes=tuple(notes),
+        priced=offer.hourly_usd is not None,
     )
 
 
@@ -254,9 +317,7 @@ def rank_catalog(
     for offer in offers:
         verdict = evaluate(offer, spec, sizing, rules=rules)
         (candidates if isinstance(verdict, Candidate) else others).append(verdict)
-    candidates.sort(
-        key=attrgetter("hourly_usd", "estimate", "gpu_count", "target", "region", "instance_type")
-    )
+    candidates.sort(key=_candidate_order)
     others.sort(key=_REJECTION_ORDER)
     if in_order and (
         not rejected or not others or _REJECTION_ORDER(rejected[-1]) <= _REJECTION_ORDER(others[0])

@@ -133,7 +133,9 @@ def test_kubernetes_pools_become_offers_with_catalog_memory():
     plan = make_plan(spec)
     assert plan.chosen.target == "kubernetes" and plan.chosen.instance_type == "l40s"
     assert plan.chosen.gpu_memory_gib == 44.99 and plan.chosen.jurisdiction == "EU"
-    assert [r.code for r in plan.rejected] == ["price"]
+    # issue 14: a pool without a price ranks after the priced ones, marked, never refused
+    assert plan.rejected == [] and [c.priced for c in plan.candidates] == [True, False]
+    assert plan.candidates[1].to_json()["hourly_usd"] is None
 
 
 # ---------------------------------------------------------------- region access (issue 9 §5)
