@@ -148,8 +148,9 @@ def _stacked(columns: list[str], rows: list[list[str]]) -> Group:
 
 def _candidate_table(candidates: list[Candidate]) -> Table | Group:
     rows = [
-        [c.target, c.region, c.instance_type, f"{c.gpu}×{c.gpu_count}",
-         _money(c.hourly_usd) + ("*" if c.estimate else ""), f"${c.monthly_usd:,.0f}",
+        [c.target, c.region, c.instance_type, _gpus(c),
+         _price(c) + ("*" if c.estimate else ""),
+         f"${c.monthly_usd:,.0f}" if c.priced else "no price",
          f"{c.country}/{c.jurisdiction}"]
         for c in candidates
     ]  # fmt: skip
@@ -157,11 +158,35 @@ def _candidate_table(candidates: list[Candidate]) -> Table | Group:
     return _table(columns, rows)
 
 
+def _gpus(c: Candidate) -> str:
+    """`L40S×1`; the topology (`2 of 8×L40S, TP2`, `2 × 8×H100, TP8·PP2`) for part of a
+    node or several nodes."""
+    plain = c.nodes == 1 and c.gpu_count == (c.node_gpu_count or c.gpu_count)
+    return f"{c.gpu}×{c.gpu_count}" if plain or not c.topology else c.topology
+
+
+def _price(c: Candidate) -> str:
+    return _money(c.hourly_usd) if c.priced else "no price"
+
+
 def _best_per_target(plan: Plan) -> list[Candidate]:
     seen: dict[str, Candidate] = {}
     for c in plan.candidates:
         seen.setdefault(c.target, c)
     return sorted(seen.values(), key=lambda c: c.hourly_usd)
+
+
+def _render_topology(c: Candidate) -> None:
+    """The replica topology, its notes, and the engine flags (leader and workers if several)."""
+    if c.topology:
+        console.print(f"topology: [bold]{escape(c.topology)}[/]")
+    for note in c.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    if c.worker_engine_args:
+        console.print(f"[dim]engine (leader): vllm {escape(' '.join(c.engine_args))}[/]")
+        console.print(f"[dim]engine (workers): vllm {escape(' '.join(c.worker_engine_args))}[/]")
+    else:
+        console.print(f"[dim]engine: vllm {escape(' '.join(c.engine_args))}[/]")
 
 
 def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
@@ -192,7 +217,7 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
             f"[bold green]chosen[/] {c.target} {escape(c.region)} "
             f"[bold]{escape(c.instance_type)}[/] {escape(c.gpu)}×{c.gpu_count} "
             f"tp={c.tensor_parallel} · {c.required_gib_per_gpu:.1f} of "
-            f"{c.gpu_memory_gib:g} GiB per GPU · [bold]{_money(c.hourly_usd)}/h[/] "
+            f"{c.gpu_memory_gib:g} GiB per GPU · [bold]{_price(c)}/h[/] "
             f"(${c.monthly_usd:,.0f}/month for {spec.serving.replicas.min} replica(s))"
             + (" [yellow]estimated price[/]" if c.estimate else "")
         )
@@ -202,7 +227,7 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
             f"{spec.serving.gpu_memory_utilization:g} × {c.gpu_memory_gib:g} = "
             f"{spec.serving.gpu_memory_utilization * c.gpu_memory_gib:.2f} GiB"
         )
-        console.print(f"[dim]engine: vllm {escape(' '.join(c.engine_args))}[/]")
+        _render_topology(c)
         console.print("[bold]best per target[/]")
         console.print(_candidate_table(_best_per_target(plan)))
     counts = Counter(r.code for r in plan.rejected)

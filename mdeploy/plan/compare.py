@@ -46,9 +46,14 @@ class CompareRow:
             "gpu": best.gpu if best else None,
             "gpu_count": best.gpu_count if best else None,
             "tensor_parallel": best.tensor_parallel if best else None,
-            "hourly_usd": round(best.hourly_usd, 4) if best else None,
-            "monthly_usd": round(best.monthly_usd, 2) if best else None,
+            "hourly_usd": round(best.hourly_usd, 4) if best and best.priced else None,
+            "monthly_usd": round(best.monthly_usd, 2) if best and best.priced else None,
             "estimate": best.estimate if best else None,
+            "topology": best.topology if best else None,
+            "nodes": best.nodes if best else None,
+            "pipeline_parallel": best.pipeline_parallel if best else None,
+            "data_parallel": best.data_parallel if best else None,
+            "expert_parallel": best.expert_parallel if best else None,
             "offers": self.offers,
             "reason": self.reason,
         }
@@ -123,7 +128,7 @@ def to_markdown(rows: list[CompareRow]) -> str:
         if r.best:
             b = r.best
             note = "estimate" if b.estimate else ""
-            cells = [b.instance_type, f"{b.gpu}×{b.gpu_count}", str(b.tensor_parallel),
+            cells = [b.instance_type, _gpus(b), str(b.tensor_parallel),
                      f"{b.hourly_usd:.2f}", f"{b.monthly_usd:,.0f}", note]  # fmt: skip
         else:
             cells = ["—", "—", "—", "—", "—", r.reason.replace("|", "\\|")]
@@ -137,13 +142,19 @@ _TEXT_HEAD = ("target", "region", "where", "offer", "GPUs", "$/h", "$/month", "w
 _RIGHT = {5, 6}  # money columns align right
 
 
+def _gpus(b: Candidate) -> str:
+    """`L40S×1`, or the topology for part of a node or several nodes (docs/topology.md)."""
+    plain = b.nodes == 1 and b.gpu_count == (b.node_gpu_count or b.gpu_count)
+    return f"{b.gpu}×{b.gpu_count}" if plain or not b.topology else b.topology
+
+
 def _text_cells(r: CompareRow) -> list[str]:
     where = f"{r.country}/{r.jurisdiction}"
     b = r.best
     if b is None:
         return [r.target, r.region, where, "", "", "", "", r.reason]
-    price = f"${b.hourly_usd:,.2f}" + ("*" if b.estimate else "")
-    return [r.target, r.region, where, b.instance_type, f"{b.gpu}×{b.gpu_count}", price,
+    price = (f"${b.hourly_usd:,.2f}" if b.priced else "no price") + ("*" if b.estimate else "")
+    return [r.target, r.region, where, b.instance_type, _gpus(b), price,
             f"${b.monthly_usd:,.0f}", ""]  # fmt: skip
 
 
