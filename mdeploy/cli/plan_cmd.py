@@ -159,7 +159,7 @@ def _candidate_table(candidates: list[Candidate]) -> Table | Group:
 
 
 def _gpus(c: Candidate) -> str:
-    """`L40S×1`; the topology (`2 of 8×L40S, TP2`, `2 × 8×H100, TP8·PP2`) for part of a
+    """`L40S×1`; the topology (`L40S×2 of 8, TP2`, `2 × 8×H100, TP8·PP2`) for part of a
     node or several nodes."""
     plain = c.nodes == 1 and c.gpu_count == (c.node_gpu_count or c.gpu_count)
     return f"{c.gpu}×{c.gpu_count}" if plain or not c.topology else c.topology

@@ -93,14 +93,14 @@ class Topology:
         return self.gpus_per_node < self.node_gpus
 
     def label(self, gpu: str) -> str:
-        """`2 × 8×H100, TP8·PP2`, `2 of 8×L40S, TP2` or `8×H100, TP8`."""
+        """`2 × 8×H100, TP8·PP2`, `L40S×2 of 8, TP2` (part of a node) or `8×H100, TP8`."""
         split = f"TP{self.tp}" + (f"·PP{self.pp}" if self.pp > 1 else "")
         split += f"·DP{self.dp}" if self.dp > 1 else ""
         split += f"·EP{self.ep}" if self.ep > 1 else ""
         if self.nodes > 1:
             return f"{self.nodes} × {self.gpus_per_node}×{gpu}, {split}"
         if self.fractional:
-            return f"{self.gpus_per_node} of {self.node_gpus}×{gpu}, {split}"
+            return f"{gpu}×{self.gpus_per_node} of {self.node_gpus}, {split}"
         return f"{self.gpus_per_node}×{gpu}, {split}"
 
 

@@ -59,7 +59,7 @@ def test_mistral_7b_on_coreweave_asks_for_the_gpus_it_needs_and_pays_its_share()
     assert c.tensor_parallel == c.gpu_count
     assert c.hourly_usd == pytest.approx(node_price(c) * c.gpu_count / 8)
     assert any(IDLE_NOTE in note for note in c.notes)
-    assert c.topology == f"{c.gpu_count} of 8×{c.gpu}, TP{c.gpu_count}"
+    assert c.topology == f"{c.gpu}×{c.gpu_count} of 8, TP{c.gpu_count}"
 
 
 def test_qwen_0_5b_places_on_coreweave_with_a_tp_that_divides_its_14_heads():
