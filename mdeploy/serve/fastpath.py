@@ -74,7 +74,10 @@ _HOP = (
     b"transfer-encoding",
     b"upgrade",
 )
-_DROP_REQUEST = frozenset({*_HOP, b"host", b"content-length", b"expect"})
+# Request headers not copied as they are: dropped (hop-by-hop, Host) or handled by `_Head`.
+_SPECIAL_REQUEST = frozenset(
+    {*_HOP, b"host", b"content-length", b"expect", b"authorization", b"content-type"}
+)
 # The body goes through with its own framing, so transfer-encoding and content-length stay:
 # every other hop-by-hop header goes, and Server. (A header name has no space before its
 # colon, RFC 9112 §5.1, which llhttp enforces before these run.)
@@ -198,17 +201,41 @@ def fast_protocol(settings: FastSettings, fallback: type[asyncio.Protocol]) -> t
 
 
 class _Head:
-    """httptools callbacks collecting one request head."""
+    """
+    httptools callbacks collecting one request head, already filtered for the engine.
 
-    __slots__ = ("complete", "headers", "keep_alive", "parser", "url")
+    Each header is sorted as it is parsed: framing and auth noted, hop-by-hop ones and Host
+    dropped, the rest kept as lines of the engine's head (in the client's order), so the
+    head is walked once.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "auth",
+        "complete",
+        "content_type",
+        "forward_auth",
+        "keep_alive",
+        "length",
+        "lengths",
+        "lines",
+        "parser",
+        "plain",
+        "url",
+    )
+
+    def __init__(self, forward_auth: bool) -> None:
+        self.forward_auth = forward_auth
         self.parser: Any = None
         self.reset()
 
     def reset(self) -> None:
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.lines: list[bytes] = []
+        self.length = 0
+        self.lengths = 0
+        self.plain = True  # framing the fast path handles: one Content-Length or none
+        self.auth: bytes | None = None
+        self.content_type: bytes | None = None
         self.complete = False
         self.keep_alive = False
 
@@ -216,12 +243,37 @@ class _Head:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        lname = name.lower()
+        if lname not in _SPECIAL_REQUEST:
+            self.lines += (name, b": ", value, b"\r\n")
+        elif lname == b"content-length":
+            self.lengths += 1
+            if value.isdigit():
+                self.length = int(value)
+            else:
+                self.plain = False
+        elif lname == b"authorization":
+            self.auth = value
+        elif lname == b"content-type":
+            self.content_type = value
+        elif lname == b"transfer-encoding" or lname == b"expect":
+            self.plain = False
 
     def on_headers_complete(self) -> None:
         # llhttp answers should_keep_alive only from within a callback.
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
+
+    def extra(self, by_body: bool) -> bytes:
+        """The headers held back: Content-Type (JSON when routed by body), Authorization."""
+        out = b""
+        if by_body:
+            out = b"content-type: application/json\r\n"
+        elif self.content_type is not None:
+            out = b"content-type: " + self.content_type + b"\r\n"
+        if self.forward_auth and self.auth is not None:
+            out += b"authorization: " + self.auth + b"\r\n"
+        return out
 
 
 class _Client(asyncio.Protocol):
@@ -246,11 +298,12 @@ class _Client(asyncio.Protocol):
         # What the client sent and was not served yet: the bytes of one read as they came
         # (usually one whole request: no copy), a bytearray once reads are joined.
         self.buf: bytes | bytearray = b""
-        self.head = _Head()  # the request parser, reused by every request of the connection
+        # The request parser, reused by every request of the connection.
+        self.head = _Head(settings.forward_authorization)
         self.parser: Any = None
-        # A request whose body is still coming: engine head, bytes needed, keep-alive, and
-        # whether its engine path is decided by its body.
-        self.pending: tuple[bytes, int, bool, bool] | None = None
+        # A request whose body is still coming: the bytes needed, and whether its engine path
+        # is decided by its body.
+        self.pending: tuple[int, bool] | None = None
         self.requests = 0
         self.busy = False  # a request is with the engine
         self.keep_alive = True
@@ -266,6 +319,7 @@ class _Client(asyncio.Protocol):
         self.started = 0.0
         self.method = b""
         self.path = b""
+        self.query = b""
         self.status = 0
 
     # asyncio callbacks ------------------------------------------------------------------
@@ -332,10 +386,10 @@ class _Client(asyncio.Protocol):
             return
         buf = self.buf
         if self.pending is not None:
-            head, need, keep, by_body = self.pending
+            need, by_body = self.pending
             if len(buf) >= need:
                 self.pending = None
-                self._send(head, need, keep, by_body)
+                self._send(need, by_body)
             return
         if not buf:
             self.waiting_since = self.loop.time()
@@ -351,104 +405,57 @@ class _Client(asyncio.Protocol):
         self._request(end + 4)
 
     def _request(self, head_end: int) -> None:
-        parsed, parser = self.head, self.parser
+        parsed, parser, s = self.head, self.parser, self.s
         parsed.reset()
         try:
             parser.feed_data(self.buf[:head_end])
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             self._handoff()
             return
+        if (
+            not parsed.complete
+            or not parsed.plain
+            or parsed.lengths > 1
+            or parsed.length > s.max_body  # the app answers 413 before reading
+            or parser.get_http_version() != "1.1"
+            or parser.should_upgrade()
+            or (self.limit is not None and len(self.connections) >= self.limit)  # app: 503
+        ):
+            self._handoff()
+            return
         method = parser.get_method()
-        if not parsed.complete or parser.get_http_version() != "1.1" or parser.should_upgrade():
-            self._handoff()
-            return
         path, _, query = parsed.url.partition(b"?")
-        route = self._route(method, path, parsed.headers)
-        length = self._length(parsed.headers)
-        if route is None or length is None or self._over_limit():
-            self._handoff()
-            return
-        self.method, self.path, self.started = method, path, time.perf_counter()
-        head = self._engine_head(method, route, query, parsed.headers, length, path)
-        need = head_end + length
-        if head is None:
-            self._handoff()
-            return
-        keep = parsed.keep_alive
-        if len(self.buf) < need:
-            self.pending = (head, need, keep, route is True)
-            self.waiting_since = self.loop.time()
-            self._arm(self.s.body_timeout)
-            return
-        self._send(head, need, keep, route is True, head_end)
-
-    def _route(self, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
-        """The engine path for a fast request, True for "decided by the body", else None."""
-        s = self.s
-        if method == b"POST":
-            if path in s.post_routes:
-                route: Any = path
-            elif path == s.invoke_route or path == s.raw_predict_route:
-                route = True
-            else:
-                return None
+        if method == b"POST" and path in s.post_routes:
+            by_body = False
+        elif method == b"POST" and (path == s.invoke_route or path == s.raw_predict_route):
+            by_body = True
         elif method == b"GET" and path in s.get_routes:
-            route = path
+            by_body = False
         else:
-            return None
-        if s.api_key is not None and path not in s.open_routes and not _allowed(headers, s.api_key):
-            return None  # the app answers the 401
-        return route
+            self._handoff()
+            return
+        key = s.api_key
+        if key is not None and path not in s.open_routes and not _allowed(parsed.auth, key):
+            self._handoff()  # the app answers the 401
+            return
+        self.method, self.path, self.query = method, path, query
+        self.started = time.perf_counter()
+        need = head_end + parsed.length
+        if len(self.buf) < need:
+            self.pending = (need, by_body)
+            self.waiting_since = self.loop.time()
+            self._arm(s.body_timeout)
+            return
+        self._send(need, by_body, head_end)
 
-    def _length(self, headers: list[tuple[bytes, bytes]]) -> int | None:
-        """The body length, or None when the app must handle the framing (or refuse it)."""
-        length = 0
-        for name, value in headers:
-            if name == b"content-length":
-                if not value.isdigit() or length:
-                    return None
-                length = int(value)
-            elif name == b"transfer-encoding" or name == b"expect":
-                return None
-        return length if length <= self.s.max_body else None
-
-    def _over_limit(self) -> bool:
-        return self.limit is not None and len(self.connections) >= self.limit
-
-    def _engine_head(
-        self,
-        method: bytes,
-        route: Any,
-        query: bytes,
-        headers: list[tuple[bytes, bytes]],
-        length: int,
-        path: bytes,
-    ) -> bytes | None:
-        """The request head for the engine; a route decided by the body is fixed in `_send`."""
-        drop = _DROP_REQUEST if self.s.forward_authorization else _DROP_REQUEST | {b"authorization"}
-        lines = []
-        for name, value in headers:
-            if name not in drop and (route is not True or name != b"content-type"):
-                lines += [name, b": ", value, b"\r\n"]
-        if route is True:
-            lines.append(b"content-type: application/json\r\n")
-        target = self.s.engine_prefix + (b"%s" if route is True else route)
-        if query:
-            target += b"?" + query
-        start = method + b" " + target + b" HTTP/1.1\r\nhost: " + self.pool.authority + b"\r\n"
-        if length or method == b"POST":
-            start += b"content-length: " + str(length).encode() + b"\r\n"
-        return start + b"".join(lines) + b"\r\n"
-
-    def _send(
-        self, head: bytes, need: int, keep: bool, by_body: bool, head_end: int | None = None
-    ) -> None:
+    def _send(self, need: int, by_body: bool, head_end: int | None = None) -> None:
         """The request is whole in the buffer: route it by its body if needed, then send."""
-        buf = self.buf
+        buf, parsed = self.buf, self.head
         if head_end is None:
-            head_end = buf.find(b"\r\n\r\n") + 4
+            head_end = need - parsed.length
         body = bytes(buf[head_end:need])
-        if by_body and (head := _body_route(head, body, self)) is None:  # type: ignore[assignment]
+        route = self.path
+        if by_body and (route := _body_route(body, self)) is None:  # type: ignore[assignment]
             self._handoff()
             return
         if body:
@@ -461,10 +468,28 @@ class _Client(asyncio.Protocol):
             del buf[:need]
         else:
             self.buf = buf[need:]
-        self.keep_alive = keep
+        self.keep_alive = parsed.keep_alive
         self.busy = True
         self.status = 0
-        self._dispatch(head + body, retry=True)
+        method, query = self.method, self.query
+        target = self.s.engine_prefix + route + (b"?" + query if query else b"")
+        length = b"" if not body and method != b"POST" else b"content-length: %d\r\n" % len(body)
+        payload = b"".join(
+            [
+                method,
+                b" ",
+                target,
+                b" HTTP/1.1\r\nhost: ",
+                self.pool.authority,
+                b"\r\n",
+                length,
+                *parsed.lines,
+                parsed.extra(by_body),
+                b"\r\n",
+                body,
+            ]
+        )
+        self._dispatch(payload, retry=True)
 
     def _dispatch(self, payload: bytes, *, retry: bool) -> None:
         engine = self.pool.take()
@@ -608,19 +633,16 @@ class _Client(asyncio.Protocol):
             protocol.data_received(data)
 
 
-def _allowed(headers: list[tuple[bytes, bytes]], key: bytes) -> bool:
+def _allowed(value: bytes | None, key: bytes) -> bool:
     """`Authorization: Bearer <key>`, compared in constant time (as asgi.BearerKey)."""
-    for name, value in headers:
-        if name == b"authorization":
-            if len(value) < 7 or value[:7].lower() != b"bearer ":
-                return False
-            return hmac.compare_digest(value[7:].strip(), key)
-    return False
+    if value is None or len(value) < 7 or value[:7].lower() != b"bearer ":
+        return False
+    return hmac.compare_digest(value[7:].strip(), key)
 
 
-def _body_route(head: bytes, body: bytes, client: _Client) -> bytes | None:
+def _body_route(body: bytes, client: _Client) -> bytes | None:
     """
-    Fill in the engine path of an /invocations, /score or rawPredict request from its body.
+    The engine path of an /invocations, /score or rawPredict request, from its body.
 
     Only a JSON object that names its model and is a chat or completion body goes fast;
     anything else (no model to fill in, Vertex instances, not JSON) is None: the app's.
@@ -633,14 +655,12 @@ def _body_route(head: bytes, body: bytes, client: _Client) -> bytes | None:
         return None
     path = client.path
     if path == client.s.raw_predict_route and path.decode() in ENGINE_POST_ROUTES:
-        route = path
-    elif "messages" in payload:
-        route = CHAT_ROUTE.encode()
-    elif "prompt" in payload:
-        route = COMPLETIONS_ROUTE.encode()
-    else:
-        return None
-    return head.replace(b"%s", route, 1)
+        return path
+    if "messages" in payload:
+        return CHAT_ROUTE.encode()
+    if "prompt" in payload:
+        return COMPLETIONS_ROUTE.encode()
+    return None
 
 
 def _json_response(status: int, message: str, kind: str, *, close: bool = False) -> bytes:
