@@ -54,7 +54,8 @@ placement:
 # The catalog target each deploy target is planned through in the spec above.
 PLACEMENT = {"aws": "aws", "azure": "azure", "gcp": "gcp", "kubernetes": "coreweave"}
 EXTRA_CONFIG = {"gcp": {"mdeploy:project": "p-123456"}}
-# Whether the target's ops implement TrafficOps; Kubernetes not yet (see its ops.py).
+# Whether Target.ops() returns the optional TrafficOps capability; Kubernetes has it in
+# KubernetesTrafficOps, not yet switched on (see kubernetes/ops.py).
 TRAFFIC_OPS = {"aws": True, "azure": True, "gcp": True, "kubernetes": False}
 TOKEN = "contract-token"
 
@@ -232,8 +233,11 @@ def _gcp(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 
 @contextmanager
 def _no_network(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Kubernetes: the outputs' cluster-internal URL is reported, not probed."""
-    del outputs, monkeypatch
+    """Kubernetes: the cluster-internal URL is reported, not probed; no kubeconfig, so the
+    versions are the outputs' one Deployment (tests/targets/test_kubernetes_ops.py has the
+    API server stand-in)."""
+    del outputs
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
     yield
 
 

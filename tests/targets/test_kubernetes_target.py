@@ -163,9 +163,12 @@ def test_status_of_unreachable_and_cluster_internal_urls():
     assert internal.to_json()["detail"] == internal.detail
 
 
-def test_kubernetes_ops_is_ops_but_not_yet_traffic_ops():
-    ops = KubernetesOps({"endpoint_url": "http://m.ns.svc.cluster.local"})
-    assert isinstance(ops, Ops) and not isinstance(ops, TrafficOps)
+def test_the_target_returns_ops_without_traffic_yet(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    ops = TARGET.ops({"endpoint_url": "http://m.ns.svc.cluster.local", "endpoint_name": "m"})
+    assert isinstance(ops, Ops) and not isinstance(ops, TrafficOps)  # promote refuses it
+    health = ops.status()  # no kubeconfig: the outputs' one version, and why
+    assert health.traffic == {"m": 100} and "stack outputs" in health.details["versions_from"]
 
 
 def test_invoke_sends_the_api_key(adapter):

@@ -39,7 +39,10 @@ __all__ = [
     "GENERIC_REGION",
     "REGION_LABEL",
     "ZONE_LABEL",
+    "ApiError",
     "NodeListError",
+    "api_call",
+    "cluster_of",
     "labels_hint",
     "list_node_labels",
     "region_problem",
@@ -76,6 +79,17 @@ def region_problem(region: str, labels: list[dict[str, str]]) -> str | None:
 
 def list_node_labels(context: str | None, paths: list[Path]) -> list[dict[str, str]]:
     """The labels of every node, read from the API server of `context` (or the current one)."""
+    cluster, user = cluster_of(context, paths)
+    body = _get(cluster, user, "/api/v1/nodes")
+    try:
+        items = json.loads(body)["items"]
+        return [dict((item.get("metadata") or {}).get("labels") or {}) for item in items]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise NodeListError("the API server's node list is not a NodeList") from None
+
+
+def cluster_of(context: str | None, paths: list[Path]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The kubeconfig's cluster and user entries for `context` (or the current context)."""
     config = _merged_kubeconfig(paths)
     name = context or config["current-context"]
     if not name:
@@ -86,13 +100,53 @@ def list_node_labels(context: str | None, paths: list[Path]) -> list[dict[str, s
     cluster = config["clusters"].get(ctx.get("cluster"))
     if not cluster or not cluster.get("server"):
         raise NodeListError(f"kube context {name!r}: its cluster has no server")
-    user = config["users"].get(ctx.get("user")) or {}
-    body = _get(cluster, user, "/api/v1/nodes")
+    return cluster, config["users"].get(ctx.get("user")) or {}
+
+
+class ApiError(NodeListError):
+    """The API server answered an HTTP error; `status` is its code."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def api_call(
+    cluster: dict[str, Any],
+    user: dict[str, Any],
+    method: str,
+    path: str,
+    body: Any = None,
+    content_type: str = "application/json",
+) -> Any:
+    """One JSON call to the API server with the kubeconfig's credentials and CA."""
+    server = str(cluster["server"]).rstrip("/")
+    headers = {"Accept": "application/json"}
+    token = _token(user)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = content_type
+    request = urllib.request.Request(server + path, data=data, headers=headers, method=method)
+    with _tls(cluster, user, server) as context:
+        try:
+            with urllib.request.urlopen(request, timeout=_TIMEOUT_S, context=context) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                reason = json.loads(exc.read() or b"{}").get("message") or exc.reason
+            except (ValueError, AttributeError):
+                reason = exc.reason
+            raise ApiError(f"{method} {path}: HTTP {exc.code} ({reason})", exc.code) from None
+        except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise NodeListError(f"{server} is unreachable ({reason})") from None
     try:
-        items = json.loads(body)["items"]
-        return [dict((item.get("metadata") or {}).get("labels") or {}) for item in items]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise NodeListError("the API server's node list is not a NodeList") from None
+        return json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise NodeListError(f"{method} {path}: the API server sent no JSON") from None
 
 
 def _merged_kubeconfig(paths: list[Path]) -> dict[str, Any]:

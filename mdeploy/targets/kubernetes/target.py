@@ -110,7 +110,7 @@ class KubernetesTarget(Target):
     def ops(self, outputs: dict[str, Any]) -> Ops:
         from mdeploy.targets.kubernetes.ops import KubernetesOps
 
-        return KubernetesOps(outputs)
+        return KubernetesOps(outputs, context=self.context)
 
 
 TARGET = KubernetesTarget()
