@@ -15,6 +15,7 @@ Offer per row. That keeps a plan over a catalog 100× the bundled one cheap.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
@@ -240,6 +241,8 @@ def _candidate(
         notes.append(f"price = {shape.nodes} nodes × ${offer.hourly_usd:.2f}/h")
     extra = dict(offer.extra)
     extra.update(nodes=str(shape.nodes), pipeline_parallel=str(shape.pp))
+    if workers:  # the Kubernetes target renders them into the LeaderWorkerSet's workers
+        extra["worker_engine_args"] = json.dumps(workers)
     return Candidate(
         target=offer.target,
         region=offer.region,

@@ -29,6 +29,7 @@ from pulumi_kubernetes.provider import Provider
 from mdeploy.errors import InputError
 from mdeploy.targets._config import stack_values
 from mdeploy.targets.base import EndpointArgs, image_with_registry, repository_of
+from mdeploy.targets.kubernetes import lws
 from mdeploy.targets.kubernetes.podspec import (
     PORT,
     deployment_spec,
@@ -79,18 +80,24 @@ class KubernetesEndpoint(pulumi.ComponentResource):
             opts=child,
         )
         env = self._secret_env(args, ns, labels, child)
-        deployment = apps.Deployment(
-            "deployment",
-            metadata=_meta(args.name, ns, {**labels, **pod_labels(args)}),
-            spec=deployment_spec(args, settings, image, account.metadata.name, env),
-            opts=child,
-        )
+        meta_ = _meta(args.name, ns, {**labels, **pod_labels(args)})
+        if lws.is_multi_node(args):  # a replica larger than a node (issue 14): lws.py
+            deployment = lws.leader_worker_set(
+                args, settings, image, account.metadata.name, env, meta_, labels, child
+            )
+        else:
+            deployment = apps.Deployment(
+                "deployment",
+                metadata=meta_,
+                spec=deployment_spec(args, settings, image, account.metadata.name, env),
+                opts=child,
+            )
         service = core.Service(
             "service",
             metadata=_meta(args.name, ns, labels),
             spec=core.ServiceSpecArgs(
                 type="ClusterIP",
-                selector=labels,
+                selector=lws.leader_selector(args, labels),
                 ports=[core.ServicePortArgs(name="http", port=80, target_port="http")],
             ),
             opts=child,
@@ -179,7 +186,7 @@ class KubernetesEndpoint(pulumi.ComponentResource):
         settings: KubernetesSettings,
         ns: pulumi.Input[str],
         labels: dict[str, str],
-        deployment: apps.Deployment,
+        deployment: apps.Deployment | lws.Workload,
         opts: pulumi.ResourceOptions,
     ) -> None:
         """PDB and NetworkPolicy always; an HPA when the spec allows more replicas."""
@@ -223,7 +230,9 @@ class KubernetesEndpoint(pulumi.ComponentResource):
                 metadata=_meta(args.name, ns, labels),
                 spec=autoscaling.HorizontalPodAutoscalerSpecArgs(
                     scale_target_ref=autoscaling.CrossVersionObjectReferenceArgs(
-                        api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
+                        api_version=lws.workload_ref(args)[0],
+                        kind=lws.workload_ref(args)[1],
+                        name=deployment.metadata.name,
                     ),
                     min_replicas=args.replicas_min,
                     max_replicas=args.replicas_max,
