@@ -375,21 +375,21 @@ class _Client(asyncio.Protocol):
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: close now when idle, else after this response."""
         self.closing = True
-        if not self.busy:
+        if not self.busy and self.pending is None:  # a body on its way is served first
             self.transport.close()  # type: ignore[union-attr]
 
     # Requests ---------------------------------------------------------------------------
 
     def _next(self) -> None:
         """Serve the next request in the buffer, or wait for it."""
-        if self.closing:
-            return
         buf = self.buf
         if self.pending is not None:
             need, by_body = self.pending
             if len(buf) >= need:
                 self.pending = None
                 self._send(need, by_body)
+            return
+        if self.closing:
             return
         if not buf:
             self.waiting_since = self.loop.time()
@@ -631,6 +631,8 @@ class _Client(asyncio.Protocol):
         data, self.buf = bytes(self.buf), b""
         if data:
             protocol.data_received(data)
+        if self.closing:  # shutdown began while this request's body was arriving
+            protocol.shutdown()  # type: ignore[attr-defined]
 
 
 def _allowed(value: bytes | None, key: bytes) -> bool:

@@ -472,3 +472,24 @@ def test_the_server_uses_the_fast_path_unless_switched_off():
 
     assert _protocol(load_config({})).__name__ == "FastProtocol"
     assert _protocol(load_config({"MDEPLOY_FAST_PATH": "0"})).__name__.startswith("HeaderDeadline")
+
+
+def test_shutdown_while_a_body_arrives_serves_that_request_then_closes():
+    async def handler(reader, writer, engine):
+        writer.write(answer(b"{}"))
+
+    async def main():
+        _engine, adapter, port = await setup(handler)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = post("/v1/completions", {"prompt": "p", "model": "m"})
+        writer.write(request[:-5])
+        while not any(c.pending for c in adapter.state.connections):
+            await asyncio.sleep(0.01)
+        for connection in list(adapter.state.connections):
+            connection.shutdown()
+        writer.write(request[-5:])
+        head, _ = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(reader.read(-1), 5) == b""
+
+    run(main())
