@@ -98,6 +98,13 @@ def check_placement(target: Target, args: EndpointArgs) -> None:
     if problem:
         message, hint = problem
         raise PrerequisiteError(f"{target.display_name} placement: {message}", hint=hint)
+    # A cluster add-on the endpoint's shape needs (Kubernetes: the LeaderWorkerSet API for
+    # a replica spanning nodes): `cluster_problem(args) -> (message, hint) | None`.
+    cluster_problem = getattr(target, "cluster_problem", None)
+    problem = cluster_problem(args) if cluster_problem else None
+    if problem:
+        message, hint = problem
+        raise PrerequisiteError(f"{target.display_name} cluster: {message}", hint=hint)
 
 
 def passphrase_env(prompt: PassphrasePrompt | None) -> dict[str, str]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -208,10 +210,72 @@ def test_single_node_endpoints_keep_their_deployment(result):
     assert "Deployment" in kinds and "LeaderWorkerSet" not in kinds
 
 
-def test_crd_problem_names_the_install_line():
+def test_crd_problem():
     assert lws.crd_problem({"other.example.com"}) is not None
-    assert "kubectl apply" in (lws.crd_problem(set()) or "")
     assert lws.crd_problem({lws.CRD_NAME}) is None and lws.crd_problem(None) is None
+
+
+@pytest.fixture
+def api_server(tmp_path: Path):
+    """A stand-in API server on 127.0.0.1 that serves (or not) the LeaderWorkerSet API."""
+    served = {"lws": False}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.path == "/apis/leaderworkerset.x-k8s.io/v1" and served["lws"]
+            body = b'{"kind": "APIResourceList"}' if ok else b'{"message": "not found"}'
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    config = tmp_path / "kubeconfig"
+    config.write_text(KUBECONFIG.replace("SERVER", f"http://127.0.0.1:{httpd.server_address[1]}"))
+    yield config, served
+    httpd.shutdown()
+    thread.join(timeout=5)
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+current-context: cw
+contexts: [{name: cw, context: {cluster: c, user: u}}]
+clusters: [{name: c, cluster: {server: "SERVER"}}]
+users: [{name: u, user: {token: not-a-real-token}}]
+"""
+
+
+def test_crd_check_reads_api_discovery(api_server):
+    config, served = api_server
+    problem = lws.crd_check(None, [config])
+    assert problem is not None and "not installed" in problem[0]
+    assert "kubectl apply" in problem[1] and lws.LWS_VERSION in problem[1]
+    served["lws"] = True
+    assert lws.crd_check(None, [config]) is None
+
+
+def test_up_stops_with_exit_3_when_the_cluster_lacks_leader_worker_set(
+    api_server, result, monkeypatch
+):
+    from mdeploy.deploy.prereqs import check_placement
+    from mdeploy.errors import PrerequisiteError
+    from mdeploy.targets import get_target
+
+    config, _ = api_server
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    args = dataclasses.replace(result.resolved.args, region="cluster")  # no node-region check
+    with pytest.raises(PrerequisiteError, match="LeaderWorkerSet") as caught:
+        check_placement(get_target("kubernetes"), args)
+    assert caught.value.exit_code == 3
+    single = dataclasses.replace(args, extra={**args.extra, "nodes": "1"})
+    check_placement(get_target("kubernetes"), single)  # a Deployment needs no add-on
 
 
 def _settings():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -45,6 +46,7 @@ __all__ = [
     "INSTALL_HINT",
     "KIND",
     "Workload",
+    "crd_check",
     "crd_problem",
     "is_multi_node",
     "leader_selector",
@@ -215,4 +217,25 @@ def crd_problem(crd_names: set[str] | None) -> str | None:
     """Why `up` cannot create a LeaderWorkerSet (its CRD is missing), or None; None = unknown."""
     if crd_names is None or CRD_NAME in crd_names:
         return None
-    return f"the LeaderWorkerSet CRD ({CRD_NAME}) is not installed; {INSTALL_HINT}"
+    return f"the LeaderWorkerSet CRD ({CRD_NAME}) is not installed in the cluster"
+
+
+def crd_check(context: str | None, paths: list[Path]) -> tuple[str, str] | None:
+    """
+    At `up` of a multi-node endpoint: (problem, hint) when the cluster does not serve the
+    LeaderWorkerSet API. Reads API discovery (`/apis/leaderworkerset.x-k8s.io/v1`), which
+    every authenticated user may read, rather than the CRD object (cluster-scoped, often
+    forbidden to namespace users).
+    """
+    from mdeploy.targets.kubernetes.nodes import ApiError, NodeListError, api_call, cluster_of
+
+    try:
+        cluster, user = cluster_of(context, paths)
+        api_call(cluster, user, "GET", f"/apis/{API_VERSION}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return crd_problem(set()) or "", INSTALL_HINT
+        return f"cannot check for the LeaderWorkerSet API: {exc}", INSTALL_HINT
+    except NodeListError as exc:
+        return f"cannot check for the LeaderWorkerSet API: {exc}", INSTALL_HINT
+    return None

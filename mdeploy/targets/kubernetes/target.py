@@ -107,6 +107,15 @@ class KubernetesTarget(Target):
         problem = region_problem(args.region, labels)
         return (problem, hint) if problem else None
 
+    def cluster_problem(self, args: EndpointArgs) -> tuple[str, str] | None:
+        """(problem, hint) when a multi-node replica's LeaderWorkerSet API is missing (up)."""
+        from mdeploy.targets.kubernetes import lws
+
+        if not lws.is_multi_node(args):
+            return None
+        context = str(args.extra.get("kube_context") or self.context or "") or None
+        return lws.crd_check(context, [p for p in kubeconfig_paths() if p.is_file()])
+
     def ops(self, outputs: dict[str, Any]) -> Ops:
         from mdeploy.targets.kubernetes.ops import KubernetesOps
 
