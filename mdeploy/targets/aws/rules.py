@@ -31,12 +31,13 @@ from mdeploy.targets.aws.settings import (
 from mdeploy.targets.base import EndpointArgs
 
 if TYPE_CHECKING:
-    pass
+    from mdeploy.spec.models import Deployment
 
 __all__ = [
     "CREDENTIALS_HINT",
     "GPU_INFERENCE_AMIS",
     "IMAGE_CUDA",
+    "SUPPORTED_SECRET_REFS",
     "VARIANT_NAME",
     "AwsSettings",
     "ModelData",
@@ -55,10 +56,12 @@ __all__ = [
     "repository_name",
     "resource_names",
     "runtime_url",
+    "unsupported",
     "volume_size_gb",
     "volume_size_supported",
 ]
 
+SUPPORTED_SECRET_REFS = ("aws-sm:", "env:", "file:")  # what serving.secrets may reference
 CREDENTIALS_HINT = (
     "run `aws configure` (or `aws sso login`), or set AWS_PROFILE, or "
     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -337,3 +340,29 @@ def caller_account(region: str) -> str:
             f"STS GetCallerIdentity failed: {exc}",
             hint="or set the stack config mdeploy:awsAccountId / mdeploy:existingRepositoryUrl",
         ) from None
+
+
+def unsupported(spec: Deployment) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for env_name, ref in spec.serving.secrets.items():
+        if not ref.startswith(SUPPORTED_SECRET_REFS):
+            problems[f"serving.secrets.{env_name}"] = (
+                f"{ref.split(':', 1)[0]}: references cannot be read on SageMaker; "
+                "use aws-sm:<secret ARN>, env:NAME or file:PATH"
+            )
+    if "VLLM_API_KEY" in spec.serving.secrets:
+        # "Amazon SageMaker AI strips all POST headers except those supported by the API"
+        # (API_runtime_InvokeEndpoint.html): no bearer key reaches the container, so a vLLM
+        # started with --api-key / VLLM_API_KEY would answer every invocation 401.
+        problems["serving.secrets.VLLM_API_KEY"] = (
+            "SageMaker authenticates every call itself (SigV4, sagemaker:InvokeEndpoint) and "
+            "strips the Authorization header, so vLLM would answer every request 401; "
+            "remove VLLM_API_KEY and grant callers sagemaker:InvokeEndpoint instead"
+        )
+    source = spec.model.source or ""
+    if source.startswith(("gs://", "az://")):
+        problems["model.source"] = (
+            f"{source.split('://', 1)[0]}:// weights are not reachable from SageMaker; "
+            "copy them to S3 (`aws s3 sync`) and use s3://, or use hf://"
+        )
+    return problems

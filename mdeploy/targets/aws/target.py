@@ -15,10 +15,12 @@ from mdeploy.errors import CloudError
 from mdeploy.targets.aws.registry import repository_for
 from mdeploy.targets.aws.rules import (
     CREDENTIALS_HINT,
+    SUPPORTED_SECRET_REFS,
     caller_account,
     profile_credentials,
     repository_name,
     resource_names,
+    unsupported,
 )
 from mdeploy.targets.aws.settings import AwsSettings
 from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
@@ -37,7 +39,7 @@ class AwsTarget(Target):
     catalog_targets: ClassVar[tuple[str, ...]] = ("aws",)
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("aws",)
     credentials_hint: ClassVar[str] = CREDENTIALS_HINT
-    supported_secret_refs: ClassVar[tuple[str, ...]] = ("aws-sm:", "env:", "file:")
+    supported_secret_refs: ClassVar[tuple[str, ...]] = SUPPORTED_SECRET_REFS
     # CreateModel: 400 "Unsupported manifest media type" for OCI (amazon-sagemaker-feedback#180).
     accepted_manifest_types: ClassVar[tuple[str, ...]] = (
         "application/vnd.docker.distribution.manifest.v2+json",
@@ -72,29 +74,8 @@ class AwsTarget(Target):
         return {"aws:region": args.region}
 
     def unsupported(self, spec: Deployment) -> dict[str, str]:
-        problems: dict[str, str] = {}
-        for env_name, ref in spec.serving.secrets.items():
-            if not ref.startswith(self.supported_secret_refs):
-                problems[f"serving.secrets.{env_name}"] = (
-                    f"{ref.split(':', 1)[0]}: references cannot be read on SageMaker; "
-                    "use aws-sm:<secret ARN>, env:NAME or file:PATH"
-                )
-        if "VLLM_API_KEY" in spec.serving.secrets:
-            # "Amazon SageMaker AI strips all POST headers except those supported by the API"
-            # (API_runtime_InvokeEndpoint.html): no bearer key reaches the container, so a vLLM
-            # started with --api-key / VLLM_API_KEY would answer every invocation 401.
-            problems["serving.secrets.VLLM_API_KEY"] = (
-                "SageMaker authenticates every call itself (SigV4, sagemaker:InvokeEndpoint) and "
-                "strips the Authorization header, so vLLM would answer every request 401; "
-                "remove VLLM_API_KEY and grant callers sagemaker:InvokeEndpoint instead"
-            )
-        source = spec.model.source or ""
-        if source.startswith(("gs://", "az://")):
-            problems["model.source"] = (
-                f"{source.split('://', 1)[0]}:// weights are not reachable from SageMaker; "
-                "copy them to S3 (`aws s3 sync`) and use s3://, or use hf://"
-            )
-        return problems
+        """Spec features this target cannot honour, mapped to a reason and what to do."""
+        return unsupported(spec)
 
     def ops(self, outputs: dict[str, Any]) -> Ops:
         from mdeploy.targets.aws.ops import AwsOps

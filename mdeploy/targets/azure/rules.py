@@ -33,7 +33,7 @@ from mdeploy.targets.azure.settings import AzureStackConfig
 from mdeploy.targets.base import EndpointArgs
 
 if TYPE_CHECKING:
-    pass
+    from mdeploy.spec.models import Deployment
 
 __all__ = [
     "NAME_MAX",
@@ -50,6 +50,7 @@ __all__ = [
     "parse_secret_ref",
     "read_local_secret",
     "repository_name",
+    "unsupported",
 ]
 
 NAME_MIN, NAME_MAX = 3, 32  # endpoint and deployment names (how-to-manage-quotas)
@@ -304,3 +305,33 @@ def az_cli_login() -> tuple[bool, str]:
     if not (isinstance(data, dict) and data.get("subscriptions")):
         return False, f"{profile} lists no subscription; run `az login`"
     return True, f"Azure CLI login ({profile})"
+
+
+def unsupported(spec: Deployment) -> dict[str, str]:
+    """Spec features Azure ML managed online endpoints cannot honour, with the fix."""
+    out: dict[str, str] = {}
+    if spec.serving.auth == "none":
+        out["serving.auth"] = (
+            "Azure ML managed online endpoints always authenticate (key, aml_token or "
+            "aad_token); use auth: key, or auth: iam for Microsoft Entra tokens"
+        )
+    if "VLLM_API_KEY" in spec.serving.secrets:
+        out["serving.secrets.VLLM_API_KEY"] = VLLM_API_KEY_REASON
+    # Name length is checked by the component, where mdeploy:endpointName can override it.
+    for env_name, ref in sorted(spec.serving.secrets.items()):
+        if env_name == "VLLM_API_KEY":
+            continue
+        try:
+            parse_secret_ref(env_name, ref)
+        except InputError as exc:
+            out[f"serving.secrets.{env_name}"] = f"{exc.message}; {exc.hint}"
+    # The deployment attaches no model asset: the image fetches the weights itself, and it
+    # downloads only hf:// (the engine), s3:// (boto3) and gs:// (the GCE metadata
+    # server's token, which exists only on Google Cloud).
+    source = spec.model.source or ""
+    if source.startswith(("az://", "gs://")):
+        out["model.source"] = (
+            f"{source.split('://', 1)[0]}:// weights are not downloaded by the image on "
+            "Azure ML; use hf:// (or leave model.source out: the engine downloads model.id)"
+        )
+    return out

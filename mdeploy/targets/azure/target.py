@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mdeploy.errors import InputError
 from mdeploy.targets.azure.rules import (
-    VLLM_API_KEY_REASON,
     az_cli_login,
     default_registry_name,
-    parse_secret_ref,
     repository_name,
+    unsupported,
 )
 from mdeploy.targets.azure.settings import AzureStackConfig
 from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
@@ -77,32 +75,7 @@ class AzureTarget(Target):
 
     def unsupported(self, spec: Deployment) -> dict[str, str]:
         """Spec features Azure ML managed online endpoints cannot honour, with the fix."""
-        out: dict[str, str] = {}
-        if spec.serving.auth == "none":
-            out["serving.auth"] = (
-                "Azure ML managed online endpoints always authenticate (key, aml_token or "
-                "aad_token); use auth: key, or auth: iam for Microsoft Entra tokens"
-            )
-        if "VLLM_API_KEY" in spec.serving.secrets:
-            out["serving.secrets.VLLM_API_KEY"] = VLLM_API_KEY_REASON
-        # Name length is checked by the component, where mdeploy:endpointName can override it.
-        for env_name, ref in sorted(spec.serving.secrets.items()):
-            if env_name == "VLLM_API_KEY":
-                continue
-            try:
-                parse_secret_ref(env_name, ref)
-            except InputError as exc:
-                out[f"serving.secrets.{env_name}"] = f"{exc.message}; {exc.hint}"
-        # The deployment attaches no model asset: the image fetches the weights itself, and it
-        # downloads only hf:// (the engine), s3:// (boto3) and gs:// (the GCE metadata
-        # server's token, which exists only on Google Cloud).
-        source = spec.model.source or ""
-        if source.startswith(("az://", "gs://")):
-            out["model.source"] = (
-                f"{source.split('://', 1)[0]}:// weights are not downloaded by the image on "
-                "Azure ML; use hf:// (or leave model.source out: the engine downloads model.id)"
-            )
-        return out
+        return unsupported(spec)
 
     def quota_problem(self, args: EndpointArgs) -> QuotaProblem | None:
         """The Azure ML VM-family vCPU quota `up` would exceed (see azure/quota.py)."""

@@ -29,7 +29,7 @@ from mdeploy.targets.base import EndpointArgs
 from mdeploy.targets.gcp.settings import GcpSettings
 
 if TYPE_CHECKING:
-    pass
+    from mdeploy.spec.models import Deployment
 
 __all__ = [
     "SUPPORTED_REFS",
@@ -43,6 +43,7 @@ __all__ = [
     "repository_id",
     "secret_id",
     "service_account_id",
+    "unsupported",
 ]
 
 # Service account ids: 6–30 chars, [a-z][-a-z0-9]*[a-z0-9] (iam.serviceAccounts.create).
@@ -194,3 +195,29 @@ def adc_source(env: Mapping[str, str]) -> tuple[bool, str]:
     if env.get("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"):
         return False, "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE serves gcloud only, not client libraries"
     return False, "no Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud)"
+
+
+def unsupported(spec: Deployment) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    if spec.serving.auth == "none":
+        problems["serving.auth"] = (
+            "Vertex AI endpoints always require a Google OAuth token; use auth: iam, "
+            "or put a public gateway in front of the endpoint"
+        )
+    if "VLLM_API_KEY" in spec.serving.secrets:
+        problems["serving.secrets.VLLM_API_KEY"] = VLLM_API_KEY_REASON
+    for env_name, ref in spec.serving.secrets.items():
+        if env_name == "VLLM_API_KEY":
+            continue
+        if not ref.startswith(SUPPORTED_REFS):
+            problems[f"serving.secrets.{env_name}"] = (
+                f"{ref.split(':', 1)[0]}: references cannot be read on Vertex AI; "
+                "use gcp-sm:<secret>, env:NAME or file:PATH"
+            )
+    source = spec.model.source or ""
+    if source.startswith(("s3://", "az://")):
+        problems["model.source"] = (
+            f"{source.split('://', 1)[0]}:// weights are not reachable from Vertex AI; "
+            "copy them to Cloud Storage (`gcloud storage cp -r`) and use gs://, or use hf://"
+        )
+    return problems

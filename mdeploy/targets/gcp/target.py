@@ -15,11 +15,11 @@ from mdeploy.errors import InputError
 from mdeploy.targets.base import EndpointArgs, Ops, QuotaProblem, Target
 from mdeploy.targets.gcp.rules import (
     SUPPORTED_REFS,
-    VLLM_API_KEY_REASON,
     adc_source,
     image_name,
     project_from_env,
     repository_id,
+    unsupported,
 )
 from mdeploy.targets.gcp.settings import GcpSettings
 
@@ -76,29 +76,8 @@ class GcpTarget(Target):
         return config
 
     def unsupported(self, spec: Deployment) -> dict[str, str]:
-        problems: dict[str, str] = {}
-        if spec.serving.auth == "none":
-            problems["serving.auth"] = (
-                "Vertex AI endpoints always require a Google OAuth token; use auth: iam, "
-                "or put a public gateway in front of the endpoint"
-            )
-        if "VLLM_API_KEY" in spec.serving.secrets:
-            problems["serving.secrets.VLLM_API_KEY"] = VLLM_API_KEY_REASON
-        for env_name, ref in spec.serving.secrets.items():
-            if env_name == "VLLM_API_KEY":
-                continue
-            if not ref.startswith(SUPPORTED_REFS):
-                problems[f"serving.secrets.{env_name}"] = (
-                    f"{ref.split(':', 1)[0]}: references cannot be read on Vertex AI; "
-                    "use gcp-sm:<secret>, env:NAME or file:PATH"
-                )
-        source = spec.model.source or ""
-        if source.startswith(("s3://", "az://")):
-            problems["model.source"] = (
-                f"{source.split('://', 1)[0]}:// weights are not reachable from Vertex AI; "
-                "copy them to Cloud Storage (`gcloud storage cp -r`) and use gs://, or use hf://"
-            )
-        return problems
+        """Spec features this target cannot honour, mapped to a reason and what to do."""
+        return unsupported(spec)
 
     def quota_problem(self, args: EndpointArgs) -> QuotaProblem | None:
         """The Vertex custom-model-serving GPU quota `up` would exceed (see gcp/quota.py)."""

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 import yaml
 
 if TYPE_CHECKING:
-    pass
+    from mdeploy.spec.models import Deployment
 
 __all__ = [
     "CLOUD_REFS",
     "check_context",
     "kube_contexts",
     "kubeconfig_paths",
+    "unsupported",
 ]
 
 CLOUD_REFS = ("aws-sm:", "azure-kv:", "gcp-sm:")
@@ -65,3 +66,22 @@ def check_context(context: str | None = None) -> tuple[bool, str]:
     if wanted not in names:
         return False, f"kube context {wanted!r} is not in {', '.join(map(str, existing))}"
     return True, f"kube context {wanted!r}"
+
+
+def unsupported(spec: Deployment) -> dict[str, str]:
+    out = {}
+    for var, ref in spec.serving.secrets.items():
+        if ref.startswith(CLOUD_REFS):
+            out[f"serving.secrets.{var}"] = (
+                "cloud secret managers are not read by the cluster; use k8s:SECRET/KEY "
+                "(e.g. synced by External Secrets Operator), env:NAME or file:PATH"
+            )
+    # templates/entrypoint.sh fetches hf://, s3:// and gs:// only; any other scheme stops
+    # the container at start, so the pod would only crash-loop.
+    source = spec.model.source or ""
+    if source.startswith("az://"):
+        out["model.source"] = (
+            "az:// weights are not downloaded by the image; use hf://, s3:// or gs://, "
+            "or leave model.source out (the engine downloads model.id from the Hub)"
+        )
+    return out

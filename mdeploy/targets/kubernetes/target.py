@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mdeploy.targets.base import EndpointArgs, Ops, Target, repository_of
 from mdeploy.targets.kubernetes.rules import (
-    CLOUD_REFS,
     check_context,
     kubeconfig_paths,
+    unsupported,
 )
 
 if TYPE_CHECKING:
@@ -60,22 +60,8 @@ class KubernetesTarget(Target):
         return {"kubernetes:context": str(context)} if context else {}
 
     def unsupported(self, spec: Deployment) -> dict[str, str]:
-        out = {}
-        for var, ref in spec.serving.secrets.items():
-            if ref.startswith(CLOUD_REFS):
-                out[f"serving.secrets.{var}"] = (
-                    "cloud secret managers are not read by the cluster; use k8s:SECRET/KEY "
-                    "(e.g. synced by External Secrets Operator), env:NAME or file:PATH"
-                )
-        # templates/entrypoint.sh fetches hf://, s3:// and gs:// only; any other scheme stops
-        # the container at start, so the pod would only crash-loop.
-        source = spec.model.source or ""
-        if source.startswith("az://"):
-            out["model.source"] = (
-                "az:// weights are not downloaded by the image; use hf://, s3:// or gs://, "
-                "or leave model.source out (the engine downloads model.id from the Hub)"
-            )
-        return out
+        """Spec features this target cannot honour, mapped to a reason and what to do."""
+        return unsupported(spec)
 
     def placement_problem(self, args: EndpointArgs) -> tuple[str, str] | None:
         """
