@@ -119,6 +119,20 @@ def test_llama_405b_on_coreweave_h100_is_two_nodes_tp8_pp2():
     assert not any("pipeline parallel across nodes" in n for n in c.notes)
 
 
+def test_kimi_k2_fp8_at_128k_is_two_h200_nodes_as_published():
+    # published_deployments.csv: Kimi-K2 FP8, 131072 tokens, "smallest deployment unit ...
+    # 16 GPUs" (vllm-project/recipes moonshotai/Kimi-K2.md: two 8-GPU nodes, TP8xPP2)
+    spec = catalog_spec("moonshotai/Kimi-K2-Instruct", ["coreweave"], gpus=["H200"])
+    spec = spec.model_copy(
+        update={
+            "model": spec.model.model_copy(update={"max_context": 131072}),
+            "serving": spec.serving.model_copy(update={"max_concurrency": 1}),
+        }
+    )
+    c = make_plan(spec).chosen
+    assert c is not None and c.topology == "2 × 8×H200, TP8·PP2"
+
+
 def test_one_bigger_node_wins_when_it_is_cheaper_than_two():
     plan = make_plan(catalog_spec(LLAMA_405B, ["coreweave"], gpus=["H100", "H200"]))
     assert plan.chosen is not None and plan.chosen.nodes == 1 and plan.chosen.gpu == "H200"
