@@ -226,8 +226,10 @@ def multi_node_args(base: list[str], topology: Topology) -> tuple[list[str], lis
     vLLM's multiprocessing backend across nodes: `--nnodes`, `--node-rank`, `--master-addr`
     (vllm/config/parallel.py ParallelConfig.nnodes/node_rank/master_addr, "for multi-node
     distributed inference when distributed_executor_backend is mp", vllm-project/vllm@00193b82,
-    read 2026-12-06). `$(VAR)` is expanded by the kubelet from the pod's env: LeaderWorkerSet
-    sets LWS_LEADER_ADDRESS and LWS_WORKER_INDEX in every pod of a group.
+    read 2026-12-06; the leader/worker command lines of vLLM's multi-node Kubernetes example,
+    vllm-project/vllm@4642e44d docs/deployment/integrations/kthena.md). `$(VAR)` is expanded
+    by the kubelet from the pod's env: LeaderWorkerSet sets LWS_LEADER_ADDRESS and
+    LWS_WORKER_INDEX in every pod of a group.
     """
     if topology.nodes <= 1:
         return list(base), []
