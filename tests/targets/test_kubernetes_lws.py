@@ -282,3 +282,19 @@ def _settings():
     from mdeploy.targets.kubernetes.settings import KubernetesSettings
 
     return KubernetesSettings.from_stack({})
+
+
+def test_a_fractional_replica_pod_asks_for_its_gpus_only(tmp_path: Path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        SPEC.replace("meta-llama/Llama-3.1-405B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3")
+        .replace("gpus: [H100]", "gpus: [L40S]")
+        .replace("DIGEST", "ab" * 32)
+    )
+    result = synth(load_spec(path), "coreweave")
+    assert result.resolved.candidate.node_gpu_count == 8
+    (deployment,) = [o for o in manifests(result.to_json()) if o["kind"] == "Deployment"]
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    gpus = str(result.resolved.candidate.gpu_count)
+    assert gpus in ("1", "2") and c["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert _flag(_engine_args(deployment["spec"]["template"]), "--tensor-parallel-size") == gpus
