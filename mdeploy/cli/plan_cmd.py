@@ -26,6 +26,7 @@ from mdeploy.cli._common import (
     check_target,
     cli_errors,
     console,
+    err_console,
     print_json,
 )
 from mdeploy.errors import EXIT_POLICY
@@ -246,22 +247,40 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
             )
 
 
+CheckQuotasOption = Annotated[
+    bool,
+    typer.Option(
+        "--check-quotas",
+        help="Ask each cloud's quota service (needs credentials) and demote offers over quota.",
+    ),
+]
+
+
 def plan(
     spec: SpecArg,
     env: EnvOption = None,
     target: TargetOption = None,
     as_json: JsonOption = False,
     pretty: PrettyOption = False,
+    check_quotas: CheckQuotasOption = False,
 ) -> None:
     """Size the model and pick the cheapest placement that fits, explaining every rejection."""
     with cli_errors(json_out=as_json):
         loaded, result = _load_and_plan(spec, env, target)
+        if check_quotas:
+            from mdeploy.deploy.quotas import demote_over_quota
+
+            result = demote_over_quota(loaded, result, warn=_warn)
         if as_json:
             print_json(result.to_json(), pretty=pretty)
         else:
             _render_plan(loaded, result)
     if result.chosen is None:
         raise typer.Exit(EXIT_POLICY)
+
+
+def _warn(text: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
 
 
 def _render_compare(rows: list[CompareRow]) -> None:
