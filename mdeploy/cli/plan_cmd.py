@@ -229,6 +229,7 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
             f"{spec.serving.gpu_memory_utilization * c.gpu_memory_gib:.2f} GiB"
         )
         _render_topology(c)
+        _render_placement_note(c)
         console.print("[bold]best per target[/]")
         console.print(_candidate_table(_best_per_target(plan)))
     counts = Counter(r.code for r in plan.rejected)
@@ -277,6 +278,16 @@ def plan(
             _render_plan(loaded, result)
     if result.chosen is None:
         raise typer.Exit(EXIT_POLICY)
+
+
+def _render_placement_note(c: Candidate) -> None:
+    """A target that cannot verify the place offline says when it will (e.g. at up)."""
+    from mdeploy.targets import get_target
+
+    note = getattr(get_target(c.target), "placement_note", None)
+    text = note(c.region) if note else None
+    if text:
+        console.print(f"[dim]{escape(text)}[/]")
 
 
 def _warn(text: str) -> None:

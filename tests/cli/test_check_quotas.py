@@ -72,3 +72,14 @@ def test_checks_stop_at_the_first_passing_offer_per_target(over_quota_once):
     for entry in over_quota_once:
         per_target[entry.split(":")[0]] = per_target.get(entry.split(":")[0], 0) + 1
     assert per_target and all(n == 2 for n in per_target.values()), per_target
+
+
+def test_plan_says_a_cluster_region_is_checked_at_up():
+    result = runner.invoke(app, ["plan", str(EXAMPLE), "-t", "coreweave"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    chosen = json.loads(
+        runner.invoke(app, ["plan", str(EXAMPLE), "-t", "coreweave", "--json"]).stdout
+    )
+    region = chosen["chosen"]["region"]
+    assert f"region {region}: checked at up" in result.stdout
+    assert "topology.kubernetes.io/zone" in result.stdout

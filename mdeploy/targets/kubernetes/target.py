@@ -31,6 +31,9 @@ class KubernetesTarget(Target):
     display_name: ClassVar[str] = "Kubernetes (CoreWeave)"
     catalog_targets: ClassVar[tuple[str, ...]] = ("coreweave", "kubernetes")
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("kubernetes", "random")
+    python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_kubernetes", "pulumi_random")
+    generic_registry: ClassVar[bool] = True  # any OCI registry: the shared generic login
+    output_names: ClassVar[tuple[str, ...]] = ("namespace", "service_name", "api_key")
     credentials_hint: ClassVar[str] = (
         "point KUBECONFIG at a kubeconfig with a context for the cluster (CoreWeave: download "
         "it from the console), or set placement.kubernetes.context to an existing context"
@@ -93,6 +96,17 @@ class KubernetesTarget(Target):
         problem = region_problem(args.region, labels)
         return (problem, hint) if problem else None
 
+    def placement_note(self, region: str) -> str | None:
+        """What `plan` says about the region: offline it cannot see the cluster's nodes."""
+        from mdeploy.targets.kubernetes.nodes import GENERIC_REGION
+
+        if region == GENERIC_REGION:
+            return None
+        return (
+            f"region {region}: checked at up (a node of the kube context must carry "
+            f"topology.kubernetes.io/region or topology.kubernetes.io/zone = {region})"
+        )
+
     def cluster_problem(self, args: EndpointArgs) -> tuple[str, str] | None:
         """(problem, hint) when a multi-node replica's LeaderWorkerSet API is missing (up)."""
         from mdeploy.targets.kubernetes import lws
@@ -103,9 +117,9 @@ class KubernetesTarget(Target):
         return lws.crd_check(context, [p for p in kubeconfig_paths() if p.is_file()])
 
     def ops(self, outputs: dict[str, Any]) -> Ops:
-        from mdeploy.targets.kubernetes.ops import KubernetesOps
+        from mdeploy.targets.kubernetes.ops import KubernetesTrafficOps
 
-        return KubernetesOps(outputs, context=self.context)
+        return KubernetesTrafficOps(outputs, context=self.context)
 
 
 TARGET = KubernetesTarget()
