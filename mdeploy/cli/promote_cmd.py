@@ -333,6 +333,8 @@ def _render_report(report: dict[str, Any], json_out: bool) -> None:
     for step in report.get("steps", []):
         marks = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'FAILED'}" for c in step["checks"])
         console.print(f"  step {step['step']}: {step['to_percent']:>3} % · {marks}")
+        if step.get("note"):
+            console.print(f"    [yellow]{step['split']}[/] {escape(step['note'])}", soft_wrap=True)
         for check in step["checks"]:
             if not check["ok"]:
                 console.print(f"    {escape(check['detail'])}", soft_wrap=True)

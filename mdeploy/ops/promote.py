@@ -419,7 +419,9 @@ def _step(run: _Run, index: int, pct: int, old: str) -> dict[str, Any]:
     new = run.plan.version.name
     weights = {old: 100 - pct, new: pct}
     run.log(f"step {index + 1}: {new} {pct} %, {old} {100 - pct} %")
-    run.ops.set_traffic(weights)
+    split = _split(run.ops.set_traffic(weights), weights, new)
+    if split.get("note"):
+        run.log(split["note"])
     mark = run.metrics.mark(new) if run.metrics is not None and pct > 0 else None
     bake = run.plan.settings.bake_s
     if bake > 0:
@@ -434,11 +436,45 @@ def _step(run: _Run, index: int, pct: int, old: str) -> dict[str, Any]:
         "step": index + 1,
         "to_percent": pct,
         "weights": weights,
+        **split,
         "bake_s": bake,
         "checks": [c.to_json() for c in checks],
         "ok": all(c.ok for c in checks),
         "finished_at": now_iso(run.clock.now()),
     }
+
+
+def _split(health: Any, weights: dict[str, int], new: str) -> dict[str, Any]:
+    """
+    The split the platform achieved, and a note when it is not the one asked for.
+
+    Replica-proportional routing (Kubernetes without an HTTPRoute) is only as fine as the
+    replica count: 10 % over 2 replicas is 50 %. A step asked for something strictly between
+    0 and 100 % that got 0 % or 100 % is no canary at all, and says so.
+    """
+    traffic = getattr(health, "traffic", None)
+    if not isinstance(traffic, dict) or not traffic:
+        return {}
+    achieved = {name: int(traffic.get(name, 0)) for name in weights}
+    out: dict[str, Any] = {"achieved": achieved}
+    asked, got = weights[new], achieved[new]
+    if got == asked:
+        return out
+    how = (getattr(health, "details", None) or {}).get("traffic_model") or "the platform"
+    if 0 < asked < 100 and got in (0, 100):
+        out["split"] = "degenerate"
+        out["note"] = (
+            f"asked {asked} % for {new}, {how} gave {got} %: this step is not a canary; raise "
+            "serving.replicas (weights are as fine as 100 / replicas) or route with a Gateway "
+            "API HTTPRoute"
+        )
+    else:
+        out["split"] = "coarse"
+        out["note"] = (
+            f"asked {asked} % for {new}, {how} gave {got} % (as close as the replicas allow); "
+            "raise serving.replicas for finer steps"
+        )
+    return out
 
 
 def _metrics_check(run: _Run, version: str, mark: Any) -> CheckResult:
@@ -461,8 +497,9 @@ def _fail(run: _Run, old: str, why: str) -> dict[str, Any]:
         run.ops.set_traffic({old: 100})
         report["result"] = "rolled-back"
     except MdeployError as exc:
-        report["result"] = "failed"
-        report["error"] = f"{why}; and returning the traffic to {old} failed: {exc.message}"
+        report["result"] = "rolled-back" if _holds_all(run.ops, old) else "failed"
+        if report["result"] == "failed":
+            report["error"] = f"{why}; and returning the traffic to {old} failed: {exc.message}"
     if report["result"] == "rolled-back":
         try:
             run.ops.remove_version(new)
@@ -473,6 +510,14 @@ def _fail(run: _Run, old: str, why: str) -> dict[str, Any]:
     _history(run, report)
     run.save()
     raise PromotionFailed(f"promotion of {new} {report['result']}: {report['error']}", report)
+
+
+def _holds_all(ops: Any, old: str) -> bool:
+    """Whether `old` already takes all the traffic (a step refused before moving any)."""
+    try:
+        return ops.status().traffic.get(old) == 100
+    except MdeployError:
+        return False
 
 
 def _finish(run: _Run, old: dict[str, Any]) -> dict[str, Any]:

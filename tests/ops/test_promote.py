@@ -319,8 +319,8 @@ def test_resuming_with_another_image_under_the_same_name_is_refused(store: State
     assert ops.traffic == {"v-1": 90, "v-2": 10}  # untouched
 
 
-def test_the_kubernetes_target_is_refused_until_it_splits_traffic(store: StateStore) -> None:
-    from mdeploy.targets.kubernetes.ops import KubernetesOps
+def test_status_only_ops_are_refused_before_any_state(store: StateStore) -> None:
+    from mdeploy.targets.kubernetes.ops import KubernetesOps  # without TrafficOps
 
     ops = KubernetesOps({"endpoint_name": "m", "endpoint_url": "http://127.0.0.1:9"})
     with pytest.raises(PolicyError, match="kubernetes: this target cannot run two versions"):
@@ -370,3 +370,55 @@ def test_sigterm_stops_like_ctrl_c_without_rolling_back(store: StateStore) -> No
     assert store.load(STACK)["promotion"]["completed"] == 1
     clock.on_sleep = None
     assert promote(ops, _plan(), store, clock=clock)["resumed_after_step"] == 1
+
+
+class SnappingOps(MemoryOps):
+    """Routing as coarse as a single replica per endpoint: the larger weight gets it all."""
+
+    def set_traffic(self, weights: dict[str, int]) -> EndpointHealth:
+        top = max(weights, key=lambda name: (weights[name], name))
+        health = super().set_traffic({name: 100 if name == top else 0 for name in weights})
+        health.details["traffic_model"] = "replica-proportional"
+        return health
+
+
+def test_a_step_that_gets_all_or_nothing_is_reported_as_no_canary(store: StateStore) -> None:
+    report = promote(SnappingOps(), _plan(), store, clock=FakeClock())
+    first, second, last = report["steps"]
+    assert first["weights"] == {"v-1": 90, "v-2": 10}
+    assert first["achieved"] == {"v-1": 100, "v-2": 0}
+    assert first["split"] == "degenerate" and "not a canary" in first["note"]
+    assert "HTTPRoute" in first["note"] and "serving.replicas" in first["note"]
+    assert second["split"] == "degenerate" and second["achieved"]["v-2"] == 100
+    assert last["achieved"] == {"v-1": 0, "v-2": 100} and "note" not in last
+    assert report["result"] == "promoted"
+
+
+def test_exact_splits_carry_no_note_and_the_text_report_shows_a_note(
+    store: StateStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mdeploy.cli.promote_cmd import _render_report
+
+    report = promote(MemoryOps(), _plan(), store, clock=FakeClock())
+    assert all("note" not in s and s["achieved"] == s["weights"] for s in report["steps"])
+    report["steps"][0].update(split="coarse", note="asked 10 % for v-2, got 50 %")
+    _render_report(report, json_out=False)
+    assert "coarse asked 10 % for v-2, got 50 %" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_step_refused_before_any_traffic_moved_counts_as_rolled_back(
+    store: StateStore,
+) -> None:
+    ops = MemoryOps()
+
+    def refuse(weights: dict[str, int]) -> None:
+        from mdeploy.errors import PrerequisiteError
+
+        raise PrerequisiteError("a HorizontalPodAutoscaler owns the replicas of m")
+
+    ops.on_set_traffic = refuse
+    with pytest.raises(PromotionFailed) as err:
+        promote(ops, _plan(), store, clock=FakeClock())
+    report = err.value.report
+    assert report["result"] == "rolled-back" and "HorizontalPodAutoscaler" in report["error"]
+    assert report["removed"] == ["v-2"] and ops.traffic == {"v-1": 100}

@@ -3,8 +3,9 @@ The five promotion cases of issue 13 against each target's real ops class over H
 
 Vertex AI (GcpOps) and Azure ML (AzureOps) run against the REST fakes their own tests use
 (tests/targets/test_gcp_ops.py, test_azure_ops.py), started here on 127.0.0.1 with one live
-version at 100 %; the in-memory TrafficOps runs the same cases as the reference. SageMaker
-and Kubernetes are not here: see the module's closing note in the report of issue 13.
+version at 100 %; SageMaker runs against moto over HTTP; Kubernetes against the fake API
+server of tests/targets/test_kubernetes_ops.py (Deployments behind one Service, weights by
+replica count); the in-memory TrafficOps runs the same cases as the reference.
 
 The smoke failure uses the user-command smoke (it fails when MDEPLOY_PROMOTE_PERCENT is 10),
 so it fails the same way on every platform; the success path smoke-tests through each
@@ -149,13 +150,64 @@ def _aws(request: pytest.FixtureRequest) -> Iterator[Platform]:
     yield Platform("aws", AwsOps("promo", aws.REGION), "v-1")
 
 
-@pytest.fixture(params=["memory", "gcp", "azure", "aws"])
-def platform(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def _kubernetes(tmp_path: Path) -> Iterator[Platform]:
+    """
+    Deployments behind one Service: the fake API server of tests/targets/test_kubernetes_ops.py,
+    which here also answers the adapter's /ready and chat routes (the endpoint URL). Ten
+    replicas, so 10/50/100 % are exact; coarser splits are tested in test_promote.py.
+    """
+    k8s = pytest.importorskip("targets.test_kubernetes_ops")
+    from mdeploy.targets.kubernetes.ops import KubernetesTrafficOps
+
+    class Handler(k8s._Handler):
+        def _handle(self) -> None:
+            if self.path == "/ready":
+                return self._send(200, {"status": "ready"})
+            if self.path == "/v1/chat/completions":
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                return self._send(200, {"choices": [{"message": {"content": "ready"}}]})
+            return super()._handle()
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+    api = k8s.FakeApi()
+    api.deployments = {k8s.NAME: k8s._deployment(10)}
+    kubeconfig = tmp_path / "kubeconfig"
+
+    def attach(server: ThreadingHTTPServer) -> str:
+        server.api = api  # type: ignore[attr-defined]
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        kubeconfig.write_text(json.dumps(_kubeconfig(url, k8s.TOKEN)))
+        return url
+
+    for url in _serve(Handler, attach):
+        outputs = {"endpoint_name": k8s.NAME, "endpoint_url": url, "namespace": k8s.NS,
+                   "service_name": k8s.NAME}  # fmt: skip
+        ops = KubernetesTrafficOps(outputs, context="cw", kubeconfig=[kubeconfig])
+        yield Platform("kubernetes", ops, k8s.NAME)
+
+
+def _kubeconfig(server: str, token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "cw",
+        "contexts": [{"name": "cw", "context": {"cluster": "c", "user": "u"}}],
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": token}}],
+    }
+
+
+@pytest.fixture(params=["memory", "gcp", "azure", "aws", "kubernetes"])
+def platform(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Any]:
     makers = {
         "memory": _memory,
         "gcp": lambda: _gcp(monkeypatch),
         "azure": _azure,
         "aws": lambda: _aws(request),
+        "kubernetes": lambda: _kubernetes(tmp_path),
     }
     yield from makers[request.param]()
 
@@ -224,3 +276,27 @@ def test_a_concurrent_promotion_is_refused(platform: Platform, store: StateStore
     with store.lock(STACK, "promote"), pytest.raises(PolicyError, match="refusing"):
         promote(platform.ops, _plan(), store, clock=FakeClock())
     assert platform.traffic() == {platform.live: 100}
+
+
+def test_kubernetes_steps_report_the_split_two_replicas_allow(
+    tmp_path: Path, store: StateStore
+) -> None:
+    """Two replicas: 10 % is 50 % (each version keeps one), said in the step; 100 % is exact."""
+    for platform in _kubernetes(tmp_path):
+        k8s = pytest.importorskip("targets.test_kubernetes_ops")
+        live = platform.ops.outputs["endpoint_name"]
+        platform.ops.set_traffic({live: 100})  # the fake starts at ten replicas
+        _scale(platform, 2)
+        report = promote(platform.ops, _plan(), store, clock=FakeClock())
+        first = report["steps"][0]
+        assert first["weights"] == {live: 90, "v-2": 10}
+        assert first["achieved"] == {live: 50, "v-2": 50} and first["split"] == "coarse"
+        assert "replica-proportional gave 50 %" in first["note"]
+        assert report["steps"][-1]["achieved"] == {live: 0, "v-2": 100}
+        assert platform.traffic() == {"v-2": 100} and k8s.NAME in report["removed"]
+
+
+def _scale(platform: Platform, replicas: int) -> None:
+    name = platform.ops.outputs["endpoint_name"]
+    platform.ops._api("PATCH", platform.ops._path(name), {"spec": {"replicas": replicas}},
+                      "application/merge-patch+json")  # fmt: skip

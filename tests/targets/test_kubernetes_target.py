@@ -163,10 +163,10 @@ def test_status_of_unreachable_and_cluster_internal_urls():
     assert internal.to_json()["detail"] == internal.detail
 
 
-def test_the_target_returns_ops_without_traffic_yet(tmp_path, monkeypatch):
+def test_the_target_returns_ops_with_traffic(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
     ops = TARGET.ops({"endpoint_url": "http://m.ns.svc.cluster.local", "endpoint_name": "m"})
-    assert isinstance(ops, Ops) and not isinstance(ops, TrafficOps)  # promote refuses it
+    assert isinstance(ops, Ops) and isinstance(ops, TrafficOps)  # promote drives it
     health = ops.status()  # no kubeconfig: the outputs' one version, and why
     assert health.traffic == {"m": 100} and "stack outputs" in health.details["versions_from"]
 
