@@ -492,7 +492,8 @@ class _Client(asyncio.Protocol):
         self._dispatch(payload, retry=True)
 
     def _dispatch(self, payload: bytes, *, retry: bool) -> None:
-        engine = self.pool.take()
+        """Send on an idle pooled connection (`retry`: once more if it was stale) or a new one."""
+        engine = self.pool.take() if retry else None
         if engine is not None:
             engine.start(self, payload, retry=retry)
         else:

@@ -493,3 +493,22 @@ def test_shutdown_while_a_body_arrives_serves_that_request_then_closes():
         assert await asyncio.wait_for(reader.read(-1), 5) == b""
 
     run(main())
+
+
+def test_a_pooled_connection_the_engine_drops_unanswered_is_retried_once_on_a_fresh_one():
+    async def handler(reader, writer, engine):
+        if len(engine.requests) == 2 and engine.connections == 1:
+            raise ConnectionResetError  # closed as the reused connection was written to
+        writer.write(answer(b"{}"))
+
+    async def main():
+        engine, _adapter, port = await setup(handler)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(2):
+            writer.write(b"GET /v1/models HTTP/1.1\r\n\r\n")
+            head, _ = await read_response(reader)
+            assert head.startswith(b"HTTP/1.1 200")
+        assert engine.connections == 2 and len(engine.requests) == 3
+        writer.close()
+
+    run(main())
