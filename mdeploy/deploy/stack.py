@@ -50,7 +50,7 @@ from mdeploy.deploy.program import (
 from mdeploy.errors import CloudError, InputError, MdeployError, PrerequisiteError
 from mdeploy.image._signals import forward, on_sigterm, track
 from mdeploy.targets import get_target
-from mdeploy.targets.base import image_with_registry, repository_of
+from mdeploy.targets.base import EndpointHealth, image_with_registry, repository_of
 
 if TYPE_CHECKING:
     from mdeploy.deploy.progress import Progress
@@ -71,13 +71,6 @@ __all__ = [
 ]
 
 Confirm = Callable[[str], bool]  # shows a question, returns the answer; None = non-interactive
-_PLUGIN_PACKAGES = {
-    "aws": "pulumi-aws",
-    "azure-native": "pulumi-azure-native",
-    "gcp": "pulumi-gcp",
-    "kubernetes": "pulumi-kubernetes",
-    "random": "pulumi-random",
-}
 
 
 @dataclass
@@ -217,6 +210,7 @@ def up(
     phase = ["pre-flight checks: nothing was created"]
     with _tracked_pulumi(), on_sigterm(lambda: phase[0], hint=_term_hint(op)):
         preflight(op, strict_quota=strict_quota, warn=lambda text: _warn(progress, text))
+        _check_promotions(op, yes, progress)
         phase[0] = "opening the stack: no cloud resource was created"
         stack = open_stack(op)
         started = time.monotonic()
@@ -234,6 +228,17 @@ def up(
         op, "up", result.summary.result, progress, started,
         image=op.resolved.args.image, replication=replication, outputs=_masked(result.outputs),
     )  # fmt: skip
+
+
+def _check_promotions(op: Operation, yes: bool, progress: Progress) -> None:
+    """A promotion changed versions outside Pulumi: refuse to race or silently undo it."""
+    from mdeploy.ops.drift import check_before_up
+    from mdeploy.ops.state import StateStore
+
+    args = op.resolved.args
+    store = StateStore(mdeploy_home() / "promotions")  # where `mdeploy promote` keeps it
+    warn = lambda text: _warn(progress, text)  # noqa: E731
+    check_before_up(store, op.stack, args.image, args.model_revision, yes=yes, warn=warn)
 
 
 def preview(op: Operation, progress: Progress) -> dict[str, Any]:
@@ -285,10 +290,10 @@ def status(op: Operation) -> dict[str, Any]:
     try:
         health = op.target.ops(outs).status()
     except NotImplementedError as exc:
-        health = {"state": "unknown", "detail": str(exc)}
+        health = EndpointHealth.unknown(str(exc))
     except MdeployError as exc:  # the cloud could not be asked; the outputs still stand
-        health = {"state": "unknown", "detail": exc.message}
-    report["health"] = health.to_json() if hasattr(health, "to_json") else dict(health)
+        health = EndpointHealth.unknown(exc.message)
+    report["health"] = health.to_json()
     return report
 
 
@@ -359,7 +364,7 @@ def plugin_version(plugin: str, target: str) -> str:
 
     Found without importing the (large) SDK package; falls back to the package version.
     """
-    package = _PLUGIN_PACKAGES.get(plugin, f"pulumi-{plugin}")
+    package = f"pulumi-{plugin}"  # every provider SDK: plugin X ships as pulumi-X
     spec = importlib.util.find_spec(package.replace("-", "_"))
     if spec is None or not spec.submodule_search_locations:
         raise PrerequisiteError(
