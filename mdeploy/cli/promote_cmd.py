@@ -130,6 +130,19 @@ def _smoke(model: str, prompt: str | None, command: str | None) -> SmokeCheck:
     return PromptSmoke(model, prompt or DEFAULT_SMOKE_PROMPT)
 
 
+def _platform_metrics(target: str, ops: Any = None) -> MetricsSource | None:
+    """The target's own metrics (its `mdeploy.targets.<name>.metrics` module), if it has one."""
+    import importlib
+    import importlib.util
+
+    from mdeploy.ops.checks import PlatformMetrics
+
+    name = f"mdeploy.targets.{target}.metrics"
+    if importlib.util.find_spec(name) is None:
+        return None
+    return PlatformMetrics(importlib.import_module(name), ops)
+
+
 def _metrics(url: str | None) -> MetricsSource | None:
     if url is None:
         return None
@@ -205,7 +218,8 @@ def promote_cmd(
         typer.Option(
             "--metrics-url",
             help="The new version's adapter /metrics (Prometheus text); a bearer token from "
-            "$MDEPLOY_METRICS_TOKEN. Without it: only smoke checks.",
+            "$MDEPLOY_METRICS_TOKEN. Without it: the platform's own metrics where mdeploy "
+            "reads them (SageMaker: CloudWatch), else only smoke checks.",
         ),
     ] = None,
     dry_run: Annotated[
@@ -228,7 +242,7 @@ def promote_cmd(
         resolved = resolve(loaded, target)
         settings = _settings(loaded.spec.rollout, steps, bake, max_error_rate, max_p95_ms)
         smoke_check = _smoke(resolved.args.served_model_name, smoke_prompt, smoke)
-        metrics = _metrics(metrics_url)
+        metrics = _metrics(metrics_url) or _platform_metrics(resolved.target)
         store = _store()
 
         def plan_for(stack: str) -> Any:
@@ -247,6 +261,8 @@ def promote_cmd(
                 _render_plan(doc)
             return
         stack, ops = live_ops(loaded, target)
+        if metrics_url is None:
+            metrics = _platform_metrics(resolved.target, ops)
         plan = plan_for(stack)
         _confirm(f"promote {plan.version.name} on {stack} (live traffic moves)?", yes)
         try:

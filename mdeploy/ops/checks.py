@@ -4,15 +4,18 @@ What a promotion checks between traffic steps: endpoint health, a smoke test, me
 Every check returns a CheckResult (name, ok, detail) for the report; none raises for a
 failed check. Time goes through a Clock so that tests bake for zero real seconds.
 
-Metrics: `MetricsSource` is the extension point. The one implementation here reads the
-adapter's Prometheus `/metrics` (the engine's metrics, proxied unchanged) twice, at the start
-and the end of the bake, and judges the difference. Per-cloud sources (CloudWatch, Azure
-Monitor, Cloud Monitoring) are not implemented: a promotion without a metrics source says
-"not available: only smoke checks" and never reports numbers it did not read.
+Metrics: `MetricsSource` is the extension point. `PrometheusMetrics` reads the adapter's
+`/metrics` (the engine's metrics, proxied unchanged) twice, at the start and the end of the
+bake, and judges the difference. `PlatformMetrics` reads the platform's own metrics over the
+bake window through a target's `metrics` module (`read_window`; SageMaker: CloudWatch, in
+mdeploy/targets/aws/metrics.py). Azure Monitor and Cloud Monitoring are not implemented: a
+promotion without a metrics source says "not available: only smoke checks" and never
+reports numbers it did not read.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -23,6 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from mdeploy.errors import MdeployError
@@ -34,6 +38,7 @@ __all__ = [
     "CommandSmoke",
     "MetricsSample",
     "MetricsSource",
+    "PlatformMetrics",
     "PrometheusMetrics",
     "PromptSmoke",
     "SmokeCheck",
@@ -210,6 +215,45 @@ class MetricsSource(Protocol):
     def mark(self, version: str) -> Any: ...
 
     def read(self, version: str, mark: Any) -> MetricsSample: ...
+
+
+class PlatformMetrics:
+    """
+    The platform's own metrics of one version over each bake window, from a target's
+    `metrics` module: `NAME`, `DESCRIPTION`, `PERIOD_S` (the window starts at a whole period)
+    and `read_window(ops, version, start, end)` → requests, errors, p95_ms, source.
+    `ops` is None only to describe the source (the offline dry-run), never to read it.
+    """
+
+    def __init__(
+        self,
+        module: ModuleType,
+        ops: Any = None,
+        *,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.module = module
+        self.ops = ops
+        self.now = now
+        self.name = str(module.NAME)
+        self.url = str(module.DESCRIPTION)
+
+    def mark(self, version: str) -> dt.datetime:
+        del version
+        period = int(self.module.PERIOD_S)
+        now = self.now()
+        return now - dt.timedelta(seconds=now.timestamp() % period)
+
+    def read(self, version: str, mark: Any) -> MetricsSample:
+        if self.ops is None:
+            raise MdeployError("platform metrics were described, not connected to the endpoint")
+        got = self.module.read_window(self.ops, version, mark, self.now())
+        return MetricsSample(
+            requests=float(got["requests"]),
+            errors=None if got["errors"] is None else float(got["errors"]),
+            p95_ms=None if got["p95_ms"] is None else float(got["p95_ms"]),
+            source=str(got["source"]),
+        )
 
 
 def metrics_unavailable(target: str) -> str:
