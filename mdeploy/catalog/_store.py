@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from mdeploy.catalog.models import Offer, Region
 from mdeploy.errors import InputError
+from mdeploy.target_names import placement_names
 
 __all__ = [
     "BUNDLED_DIR",
@@ -52,7 +53,8 @@ __all__ = [
 
 BUNDLED_DIR = Path(__file__).parent / "data"
 CATALOG_DIR_ENV = "MDEPLOY_CATALOG_DIR"
-TARGETS = ("aws", "azure", "gcp", "coreweave", "kubernetes")
+# Every placement target the registry of targets declares (read as data: catalog is below it).
+TARGETS = placement_names()
 JURISDICTIONS = ("EU", "EEA", "UK", "CH", "US", "other")
 
 OFFER_COLUMNS = (

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mdeploy.errors import EXIT_CLOUD, EXIT_INPUT, EXIT_PREREQUISITE, Issue, MdeployError
+from mdeploy.target_names import placement_names
 
 __all__ = [
     "EnvOption",
@@ -52,9 +53,7 @@ EnvOption = Annotated[
 ]
 TargetOption = Annotated[
     str | None,
-    typer.Option(
-        "--target", "-t", help="Restrict to one target: aws, azure, gcp, coreweave, kubernetes."
-    ),
+    typer.Option("--target", "-t", help=f"Restrict to one target: {', '.join(placement_names())}."),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Machine-readable JSON on stdout (stable contract).")
@@ -66,25 +65,16 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for con
 
 
 # Optional packages → the extra that installs them (pyproject.toml [project.optional-dependencies]).
-_EXTRAS = {
-    "pulumi": "aws|azure|gcp|kubernetes",
-    "pulumi_aws": "aws",
-    "boto3": "aws",
-    "botocore": "aws",
-    "pulumi_azure_native": "azure",
-    "azure": "azure",
-    "pulumi_gcp": "gcp",
-    "google": "gcp",
-    "httpx": "gcp",
-    "pulumi_kubernetes": "kubernetes",
-    "pulumi_random": "kubernetes",
-    "uvicorn": "serve",
-}
+# Each target's extra is named after it and lists its modules (Target.python_modules).
+_EXTRAS = {"uvicorn": "serve"}
 
 
 def missing_package_hint(module: str) -> str:
     """How to install the optional dependency a command needs, from the module's name."""
-    extra = _EXTRAS.get(module.split(".")[0])
+    from mdeploy.targets import extras_for_modules
+
+    top = module.split(".")[0]
+    extra = _EXTRAS.get(top) or extras_for_modules().get(top)
     if extra is None:
         return "reinstall mdeploy with all extras: pip install 'mdeploy[all]'"
     choices = " or ".join(f"'mdeploy[{e}]'" for e in extra.split("|"))

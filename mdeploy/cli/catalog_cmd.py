@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from mdeploy.cli._common import JsonOption, PrettyOption, cli_errors, console, print_json
+from mdeploy.target_names import placement_names
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -31,7 +32,7 @@ catalog_app = typer.Typer(
 TargetsOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--target", "-t", help="Only these targets (repeatable): aws, azure, gcp, coreweave."
+        "--target", "-t", help=f"Only these targets (repeatable): {', '.join(placement_names())}."
     ),
 ]
 GpuOption = Annotated[

@@ -32,6 +32,7 @@ from mdeploy.cli._common import (
     err_console,
     print_json,
 )
+from mdeploy.target_names import placement_names
 
 if TYPE_CHECKING:
     from mdeploy.deploy.progress import Progress
@@ -45,7 +46,7 @@ RequiredTarget = Annotated[
     typer.Option(
         "--target",
         "-t",
-        help="Where: aws, azure, gcp, coreweave or kubernetes.",
+        help=f"Where: {', '.join(placement_names())}.",
         show_default=False,
     ),
 ]

@@ -24,10 +24,11 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from mdeploy import targets
+
 __all__ = ["MockSession", "RecordedResource", "RecordingMocks", "RecordingMonitor"]
 
 T = TypeVar("T")
-_ACCOUNT = "123456789012"
 
 
 @dataclass
@@ -50,64 +51,30 @@ class RecordedResource:
         return {"parent": self.parent, "depends_on": self.depends_on, "provider": self.provider}
 
 
-def _fake_outputs(
-    typ: str, name: str, inputs: dict[str, Any], aws_region: str = "eu-west-3"
-) -> dict[str, Any]:
-    """Plausible provider-computed outputs so components can build URLs and image refs."""
-    out = dict(inputs)
-    region = inputs.get("region") or aws_region
-    if typ == "aws:ecr/repository:Repository":
-        repo = inputs.get("name") or name
-        out.setdefault("repositoryUrl", f"{_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{repo}")
-        out.setdefault("registryId", _ACCOUNT)
-    elif typ.startswith("azure-native:containerregistry") and typ.endswith(":Registry"):
-        out.setdefault("loginServer", f"{(inputs.get('registryName') or name).lower()}.azurecr.io")
-    elif typ == "gcp:artifactregistry/repository:Repository":
-        loc, project = inputs.get("location", "europe-west4"), inputs.get("project", "mock-project")
-        repo = inputs.get("repositoryId") or name
-        out.setdefault("registryUri", f"{loc}-docker.pkg.dev/{project}/{repo}")
-    elif typ == "random:index/randomPassword:RandomPassword":
-        out.setdefault("result", "mock-random-value")
-    if typ.startswith("aws:"):
-        out.setdefault(
-            "arn", f"arn:aws:{typ.split(':')[1].split('/')[0]}:{region}:{_ACCOUNT}:{name}"
-        )
-    return out
+def _fake_outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    """Plausible provider-computed outputs, from the target that owns `typ` (the registry)."""
+    return targets.fake_outputs(typ, name, inputs, region)
 
 
-_INVOKES: dict[str, dict[str, Any]] = {
-    "aws:index/getCallerIdentity:getCallerIdentity": {
-        "accountId": _ACCOUNT,
-        "arn": f"arn:aws:iam::{_ACCOUNT}:user/mock",
-        "userId": "MOCK",
-    },
-    "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com"},
-    "gcp:organizations/getProject:getProject": {"projectId": "mock-project", "number": "1"},
-    "gcp:organizations/getClientConfig:getClientConfig": {"project": "mock-project"},
-    "azure-native:authorization:getClientConfig": {
-        "subscriptionId": "00000000-0000-0000-0000-000000000000",
-        "tenantId": "00000000-0000-0000-0000-000000000000",
-        "clientId": "00000000-0000-0000-0000-000000000000",
-        "objectId": "00000000-0000-0000-0000-000000000000",
-    },
-}
+# Provider function answers a test pins; every other token is answered by the registry.
+_INVOKES: dict[str, dict[str, Any]] = {}
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers resource creations with their inputs (+ plausible computed outputs)."""
 
-    def __init__(self, aws_region: str = "eu-west-3") -> None:
+    def __init__(self, region: str = "eu-west-3") -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.aws_region = aws_region  # the stack's aws:region, so ARNs and ECR URLs match it
+        self.region = region  # the stack's provider region, so ARNs and registry URLs match it
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        return f"{args.name}-id", _fake_outputs(args.typ, args.name, args.inputs, self.aws_region)
+        return f"{args.name}-id", _fake_outputs(args.typ, args.name, args.inputs, self.region)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         self.calls.append((args.token, dict(args.args)))
-        if args.token == "aws:index/getRegion:getRegion":
-            return {"name": self.aws_region, "region": self.aws_region}, []
-        return dict(_INVOKES.get(args.token, {})), []
+        if args.token in _INVOKES:
+            return dict(_INVOKES[args.token]), []
+        return dict(targets.fake_call(args.token, self.region)), []
 
 
 class RecordingMonitor(_mocks.MockMonitor):
@@ -176,7 +143,7 @@ class MockSession:
         self.logger = logger
         self.config = dict(config or {})
         self.secret_keys = list(secret_keys or [])
-        self.mocks = RecordingMocks(self.config.get("aws:region", "eu-west-3"))
+        self.mocks = RecordingMocks(targets.stack_region(self.config))
         self.monitor = RecordingMonitor(self.mocks)
 
     def __enter__(self) -> MockSession:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mdeploy.errors import InputError, PolicyError
-from mdeploy.targets import TARGET_NAMES, deploy_target_for
+from mdeploy.targets import deploy_target_for, output_names, target_names
 from mdeploy.targets.base import EndpointArgs
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from mdeploy.targets.base import Target
 
 __all__ = [
-    "OUTPUT_NAMES",
     "PROJECT",
     "Resolved",
     "canonical_model_id",
@@ -37,30 +36,13 @@ __all__ = [
 ]
 
 PROJECT = "mdeploy"
-# Component attributes exported as stack outputs when the component has them: the common
-# four, then what each target's day-2 client (`Target.ops(outputs)`) reads back.
-OUTPUT_NAMES = (
-    "endpoint_name",
-    "endpoint_url",
-    "image",
-    "repository_url",
-    "namespace",
-    "service_name",
-    "api_key",
-    "endpoint_id",
-    "deployment_name",
-    "workspace_name",
-    "resource_group_name",
-    "subscription_id",
-    "auth_mode",
-)
 
 
 @dataclass(frozen=True)
 class Resolved:
     """One target's inputs: the plan's best candidate turned into EndpointArgs."""
 
-    target: str  # deploy target folder: aws | azure | gcp | kubernetes
+    target: str  # deploy target folder (mdeploy.targets.target_names())
     args: EndpointArgs
     candidate: Candidate
     plan: Plan
@@ -128,9 +110,9 @@ def resolve(loaded: LoadedSpec, target: str, *, plan: Plan | None = None) -> Res
     from mdeploy.plan import make_plan
 
     folder = deploy_target_for(target)
-    if folder not in TARGET_NAMES:
+    if folder not in target_names():
         raise InputError(
-            f"unknown target {target!r}", hint=f"use one of: {', '.join(TARGET_NAMES)}"
+            f"unknown target {target!r}", hint=f"use one of: {', '.join(target_names())}"
         )
     spec = loaded.spec
     if plan is None:
@@ -189,7 +171,7 @@ def endpoint_program(target: Target, args: EndpointArgs) -> Callable[[], Any]:
         import pulumi
 
         component = target.component(args.name, args)
-        for name in OUTPUT_NAMES:
+        for name in output_names():
             value = getattr(component, name, None)
             if value is not None:
                 pulumi.export(name, value)

@@ -1,8 +1,8 @@
 """
 Registry logins for skopeo and buildah: pick the cloud from the host, hand over a 0600 file.
 
-The provider is chosen by the registry host (ECR → aws, ACR → azure, *-docker.pkg.dev /
-gcr.io → gcp, anything else → the generic OCI registry of the kubernetes target), and its
+The provider is chosen by the registry host: the target whose `registry_hosts` patterns match
+it (the registry of targets, `mdeploy.targets`), else the one with the generic OCI login. Its
 `registry_credentials(ref)` is imported only when a reference on that host is used.
 
 Credentials reach the tools only through a temporary auth.json (mode 0600, in a 0700
@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -26,18 +25,11 @@ from typing import TYPE_CHECKING, Any
 from mdeploy.image.refs import ImageRef
 
 if TYPE_CHECKING:
-    from mdeploy.targets.kubernetes.registry import Credentials
+    from mdeploy.targets.registry import Credentials
 
 __all__ = ["AuthFile", "Resolver", "credentials_for", "provider_for", "registry_authfile"]
 
 Resolver = Callable[[ImageRef], "Credentials | None"]
-
-_PROVIDERS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("aws", re.compile(r"^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")),
-    ("azure", re.compile(r"^[a-z0-9]+\.azurecr\.(io|cn|us)$")),
-    ("gcp", re.compile(r"^([a-z0-9-]+-docker\.pkg\.dev|([a-z]+\.)?gcr\.io)$")),
-)
-_GENERIC = "kubernetes"
 
 
 class AuthFile:
@@ -51,18 +43,20 @@ class AuthFile:
         return f"AuthFile({str(self.path)!r}, secrets=[{len(self.secrets)} hidden])"
 
 
-def provider_for(host: str) -> str:
-    """Which target's registry module logs in to `host`: aws, azure, gcp or kubernetes."""
-    name = host.lower()
-    return next((provider for provider, rx in _PROVIDERS if rx.match(name)), _GENERIC)
+def provider_for(host: str) -> str | None:
+    """Which target's registry module logs in to `host` (None: only the generic login)."""
+    from mdeploy.targets import registry_provider
+
+    return registry_provider(host)
 
 
 def credentials_for(ref: ImageRef) -> Credentials | None:
     """Credentials for a docker:// reference from its provider; None for local transports."""
     if not ref.is_registry or ref.host is None:
         return None
-    module = importlib.import_module(f"mdeploy.targets.{provider_for(ref.host)}.registry")
-    return module.registry_credentials(ref.name)
+    provider = provider_for(ref.host)
+    where = f"mdeploy.targets.{provider}.registry" if provider else "mdeploy.targets.registry"
+    return importlib.import_module(where).registry_credentials(ref.name)
 
 
 @contextmanager
@@ -95,7 +89,7 @@ def registry_authfile(
 
 
 def _merged_auth(logins: dict[str, Credentials]) -> dict[str, Any]:
-    from mdeploy.targets.kubernetes.registry import default_auth_file, read_auth_file
+    from mdeploy.targets.registry import default_auth_file, read_auth_file
 
     existing = default_auth_file()
     data: dict[str, Any] = read_auth_file(existing) if existing else {}

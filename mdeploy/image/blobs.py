@@ -166,7 +166,7 @@ def _basic_auth(host: str, authfile: Path | None) -> str | None:
     if authfile is not None:
         data = json.loads(authfile.read_text())
     else:
-        from mdeploy.targets.kubernetes.registry import default_auth_file, read_auth_file
+        from mdeploy.targets.registry import default_auth_file, read_auth_file
 
         found = default_auth_file()
         data = read_auth_file(found) if found else {}

@@ -17,9 +17,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+
+from mdeploy.target_names import placement_names
 
 __all__ = [
     "API_VERSION",
@@ -38,7 +41,21 @@ __all__ = [
 
 API_VERSION = "mdeploy/v1"
 
-CloudName = Literal["aws", "azure", "gcp", "coreweave", "kubernetes"]
+
+def _known_cloud(name: str) -> str:
+    """A placement target some registered target deploys (read from targets/ as data)."""
+    names = placement_names()
+    if name not in names:
+        raise ValueError(f"unknown cloud {name!r}: use one of {', '.join(names)}")
+    return name
+
+
+# Validated against the registry of targets at load time; spec never imports targets/.
+CloudName = Annotated[
+    str,
+    AfterValidator(_known_cloud),
+    WithJsonSchema({"type": "string", "enum": list(placement_names())}),
+]
 Dtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
 Quantization = Literal["awq", "gptq", "fp8"]
 

@@ -13,6 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from mdeploy.errors import CloudError, InputError
@@ -476,6 +477,28 @@ class Target(ABC):
     credentials_hint: ClassVar[str]  # how to get credentials, shown with exit 3
     # Image manifest media types the platform pulls; empty = any. `up` refuses another type.
     accepted_manifest_types: ClassVar[tuple[str, ...]] = ()
+    # What the core derives from the registry (mdeploy.targets; docs/adding-a-target.md):
+    python_modules: ClassVar[tuple[str, ...]] = ()  # top-level modules its extra installs
+    registry_hosts: ClassVar[tuple[str, ...]] = ()  # regexes of hosts its registry.py logs in to
+    generic_registry: ClassVar[bool] = False  # its registry.py logs in to any other host
+    output_names: ClassVar[tuple[str, ...]] = ()  # component attributes its ops() reads back
+
+    def fake_outputs(
+        self, typ: str, name: str, inputs: dict[str, Any], region: str
+    ) -> dict[str, Any]:
+        """Provider-computed outputs of this target's resource type `typ` for offline synth."""
+        del typ, name, inputs, region  # Unused: a target whose resources compute nothing.
+        return {}
+
+    def fake_call(self, token: str, region: str) -> dict[str, Any] | None:
+        """The offline answer to this target's provider function `token`, None if not ours."""
+        del token, region  # Unused: a target that calls no provider function.
+        return None
+
+    def write_artifacts(self, out_dir: Path, graph: Any) -> list[Path]:
+        """Files `synth --out` writes beside the graph (e.g. Kubernetes manifests)."""
+        del out_dir, graph  # Unused: most targets have nothing but the graph to write.
+        return []
 
     @abstractmethod
     def component(self, resource_name: str, args: EndpointArgs, opts: Any = None) -> Any:

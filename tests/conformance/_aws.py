@@ -48,6 +48,7 @@ from mdeploy.deploy.program import resolve
 from mdeploy.deploy.synth import synth_args
 from mdeploy.errors import PolicyError
 from mdeploy.spec import list_environments, load_spec
+from mdeploy.targets.aws.target import _MOCK_ACCOUNT
 from mdeploy.targets.base import EndpointArgs
 
 __all__ = [
@@ -63,7 +64,7 @@ __all__ = [
     "to_requests",
 ]
 
-ACCOUNT = mocks._ACCOUNT
+ACCOUNT = _MOCK_ACCOUNT  # the account id the offline fakes use
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Pulumi's name_prefix appends 26 characters (terraform-provider-aws `id.PrefixedUniqueId`:
 # a 20-digit timestamp + an 8-digit counter, 26 hex-ish characters in all).

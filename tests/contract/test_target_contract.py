@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from mdeploy.deploy.mocks import MockSession
-from mdeploy.deploy.program import OUTPUT_NAMES, resolve
+from mdeploy.deploy.program import resolve
 from mdeploy.spec import load_spec
-from mdeploy.targets import TARGET_NAMES, get_target
+from mdeploy.targets import TARGET_NAMES, get_target, output_names
 from mdeploy.targets.base import HEALTH_STATES, EndpointHealth, Ops, TrafficOps
 
 DIGEST = "sha256:" + "5c" * 32
@@ -56,7 +56,7 @@ PLACEMENT = {"aws": "aws", "azure": "azure", "gcp": "gcp", "kubernetes": "corewe
 EXTRA_CONFIG = {"gcp": {"mdeploy:project": "p-123456"}}
 # Whether Target.ops() returns the optional TrafficOps capability; Kubernetes has it in
 # KubernetesTrafficOps, not yet switched on (see kubernetes/ops.py).
-TRAFFIC_OPS = {"aws": True, "azure": True, "gcp": True, "kubernetes": False}
+TRAFFIC_OPS = {"aws": True, "azure": True, "gcp": True, "kubernetes": True}
 TOKEN = "contract-token"
 
 
@@ -69,7 +69,7 @@ def _outputs(target_name: str, spec_file: Path) -> dict[str, Any]:
         component = session.run(lambda: target.component("endpoint", resolved.args))
         return {
             name: session.resolve(getattr(component, name))
-            for name in OUTPUT_NAMES
+            for name in output_names()
             if hasattr(component, name)
         }
 

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TARGET", "AwsTarget"]
 
+# Offline synth (deploy/mocks.py): a fixed account id for ARNs and ECR URLs.
+_MOCK_ACCOUNT = "123456789012"
+
 
 class AwsTarget(Target):
     """Amazon SageMaker real-time endpoints, image in ECR, weights from S3 or the Hub."""
@@ -38,6 +41,11 @@ class AwsTarget(Target):
     display_name: ClassVar[str] = "AWS SageMaker"
     catalog_targets: ClassVar[tuple[str, ...]] = ("aws",)
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("aws",)
+    python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_aws", "boto3", "botocore")
+    # ECR private registries (docs.aws.amazon.com/AmazonECR/latest/userguide/Registries.html).
+    registry_hosts: ClassVar[tuple[str, ...]] = (
+        r"^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$",
+    )
     credentials_hint: ClassVar[str] = CREDENTIALS_HINT
     supported_secret_refs: ClassVar[tuple[str, ...]] = SUPPORTED_SECRET_REFS
     # CreateModel: 400 "Unsupported manifest media type" for OCI (amazon-sagemaker-feedback#180).
@@ -106,6 +114,38 @@ class AwsTarget(Target):
                 check.quota_code, in_use + args.replicas_min, args.region
             ),
         )
+
+    def fake_outputs(
+        self, typ: str, name: str, inputs: dict[str, Any], region: str
+    ) -> dict[str, Any]:
+        """ECR repository URL and ARNs in AWS's forms, for offline synth."""
+        if not typ.startswith("aws:"):
+            return {}
+        region = inputs.get("region") or region
+        out: dict[str, Any] = {}
+        if typ == "aws:ecr/repository:Repository":
+            repo = inputs.get("name") or name
+            out["repositoryUrl"] = f"{_MOCK_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{repo}"
+            out["registryId"] = _MOCK_ACCOUNT
+        service = typ.split(":")[1].split("/")[0]
+        out["arn"] = f"arn:aws:{service}:{region}:{_MOCK_ACCOUNT}:{name}"
+        return out
+
+    def fake_call(self, token: str, region: str) -> dict[str, Any] | None:
+        """Caller identity, partition and region answers for offline synth."""
+        answers: dict[str, dict[str, Any]] = {
+            "aws:index/getCallerIdentity:getCallerIdentity": {
+                "accountId": _MOCK_ACCOUNT,
+                "arn": f"arn:aws:iam::{_MOCK_ACCOUNT}:user/mock",
+                "userId": "MOCK",
+            },
+            "aws:index/getPartition:getPartition": {
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+            },
+            "aws:index/getRegion:getRegion": {"name": region, "region": region},
+        }
+        return answers.get(token)
 
 
 TARGET = AwsTarget()

@@ -20,7 +20,7 @@ import urllib.request
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
-from mdeploy.targets.kubernetes.registry import Credentials, registry_host
+from mdeploy.targets.registry import Credentials, registry_host
 
 __all__ = [
     "ACR_HOST",

@@ -33,6 +33,16 @@ class AzureTarget(Target):
     display_name: ClassVar[str] = "Azure Machine Learning"
     catalog_targets: ClassVar[tuple[str, ...]] = ("azure",)
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("azure-native",)
+    python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_azure_native", "azure")
+    registry_hosts: ClassVar[tuple[str, ...]] = (r"^[a-z0-9]+\.azurecr\.(io|cn|us)$",)
+    output_names: ClassVar[tuple[str, ...]] = (
+        "endpoint_id",
+        "deployment_name",
+        "workspace_name",
+        "resource_group_name",
+        "subscription_id",
+        "auth_mode",
+    )
     credentials_hint: ClassVar[str] = (
         "run `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET "
         "(Pulumi also reads ARM_CLIENT_ID/ARM_TENANT_ID/ARM_CLIENT_SECRET/ARM_SUBSCRIPTION_ID)"
@@ -88,6 +98,23 @@ class AzureTarget(Target):
         from mdeploy.targets.azure.ops import AzureOps
 
         return AzureOps.from_outputs(outputs)
+
+    def fake_outputs(
+        self, typ: str, name: str, inputs: dict[str, Any], region: str
+    ) -> dict[str, Any]:
+        """An ACR login server for offline synth."""
+        del region  # Unused: ACR login servers carry no region.
+        if typ.startswith("azure-native:containerregistry") and typ.endswith(":Registry"):
+            return {"loginServer": f"{(inputs.get('registryName') or name).lower()}.azurecr.io"}
+        return {}
+
+    def fake_call(self, token: str, region: str) -> dict[str, Any] | None:
+        """The client config (all-zero ids) for offline synth."""
+        del region  # Unused.
+        if token != "azure-native:authorization:getClientConfig":
+            return None
+        zero = "00000000-0000-0000-0000-000000000000"
+        return {"subscriptionId": zero, "tenantId": zero, "clientId": zero, "objectId": zero}
 
 
 TARGET = AzureTarget()

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
-from mdeploy.targets.kubernetes.registry import Credentials, registry_host
+from mdeploy.targets.registry import Credentials, registry_host
 
 __all__ = ["GCP_HOST", "GCP_USER", "registry_credentials", "repository_for"]
 

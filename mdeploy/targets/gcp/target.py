@@ -36,6 +36,10 @@ class GcpTarget(Target):
     display_name: ClassVar[str] = "Google Vertex AI"
     catalog_targets: ClassVar[tuple[str, ...]] = ("gcp",)
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("gcp",)
+    python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_gcp", "google", "httpx")
+    registry_hosts: ClassVar[tuple[str, ...]] = (
+        r"^([a-z0-9-]+-docker\.pkg\.dev|([a-z]+\.)?gcr\.io)$",
+    )
     credentials_hint: ClassVar[str] = (
         "run `gcloud auth application-default login` and set GOOGLE_CLOUD_PROJECT, or set "
         "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
@@ -96,6 +100,25 @@ class GcpTarget(Target):
         from mdeploy.targets.gcp.ops import GcpOps
 
         return GcpOps.from_outputs(outputs)
+
+    def fake_outputs(
+        self, typ: str, name: str, inputs: dict[str, Any], region: str
+    ) -> dict[str, Any]:
+        """An Artifact Registry URI for offline synth."""
+        del region  # Unused: the repository's own location is used.
+        if typ != "gcp:artifactregistry/repository:Repository":
+            return {}
+        loc, project = inputs.get("location", "europe-west4"), inputs.get("project", "mock-project")
+        repo = inputs.get("repositoryId") or name
+        return {"registryUri": f"{loc}-docker.pkg.dev/{project}/{repo}"}
+
+    def fake_call(self, token: str, region: str) -> dict[str, Any] | None:
+        """The project answers for offline synth."""
+        del region  # Unused.
+        return {
+            "gcp:organizations/getProject:getProject": {"projectId": "mock-project", "number": "1"},
+            "gcp:organizations/getClientConfig:getClientConfig": {"project": "mock-project"},
+        }.get(token)
 
 
 TARGET = GcpTarget()

@@ -121,5 +121,14 @@ class KubernetesTarget(Target):
 
         return KubernetesTrafficOps(outputs, context=self.context)
 
+    def fake_outputs(
+        self, typ: str, name: str, inputs: dict[str, Any], region: str
+    ) -> dict[str, Any]:
+        """The generated API key (random provider) for offline synth."""
+        del name, inputs, region  # Unused.
+        if typ == "random:index/randomPassword:RandomPassword":
+            return {"result": "mock-random-value"}
+        return {}
+
 
 TARGET = KubernetesTarget()
