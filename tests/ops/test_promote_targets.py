@@ -300,3 +300,39 @@ def _scale(platform: Platform, replicas: int) -> None:
     name = platform.ops.outputs["endpoint_name"]
     platform.ops._api("PATCH", platform.ops._path(name), {"spec": {"replicas": replicas}},
                       "application/merge-patch+json")  # fmt: skip
+
+
+def test_a_cloudwatch_breach_at_50_percent_rolls_back_on_sagemaker(
+    request: pytest.FixtureRequest, store: StateStore
+) -> None:
+    """The SageMaker case with the platform's own metrics: 5xx of v-2 in the 50 % window."""
+    import datetime as dt
+
+    from mdeploy.ops.checks import PlatformMetrics
+    from mdeploy.targets.aws import metrics as cloudwatch
+
+    platform = next(_aws(request))
+    clock = FakeClock()  # bakes move it by 120 s: step 1 reads [t0, t0+120], step 2 the next
+    at = lambda s: dt.datetime.fromtimestamp(clock.t + s, dt.UTC)  # noqa: E731
+    cw = pytest.importorskip("boto3").client("cloudwatch", region_name=platform.ops.region)
+
+    def put(metric: str, value: float, when: dt.datetime) -> None:
+        dims = [{"Name": "EndpointName", "Value": "promo"}, {"Name": "VariantName", "Value": "v-2"}]
+        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+            {"MetricName": metric, "Timestamp": when, "StatisticValues": {
+                "SampleCount": value, "Sum": value, "Minimum": 0, "Maximum": 1}, "Dimensions": dims}
+        ])  # fmt: skip
+
+    put("Invocations", 100, at(60))
+    put("Invocation5XXErrors", 0, at(60))
+    put("Invocations", 100, at(180))
+    put("Invocation5XXErrors", 30, at(180))
+    source = PlatformMetrics(cloudwatch, platform.ops, now=lambda: at(0))
+    settings = Settings(bake_s=120, max_error_rate=0.05)
+    with pytest.raises(PromotionFailed) as err:
+        promote(platform.ops, _plan(settings), store, clock=clock, metrics=source)
+    steps = err.value.report["steps"]
+    assert [s["ok"] for s in steps] == [True, False]
+    assert "100 requests" in steps[0]["checks"][-1]["detail"]
+    assert "error rate 0.3000 > 0.05" in steps[1]["checks"][-1]["detail"]
+    assert platform.traffic() == {"v-1": 100}
