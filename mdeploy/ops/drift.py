@@ -12,8 +12,9 @@ image and revision): it would put back, or fail to update, what the promotion re
 - the last promotion (or rollback) left a version whose image or revision differs from the
   spec's: refused without `--yes` (exit 4), naming both, so the user either updates the
   spec's model.version/revision/image to the promoted one or confirms replacing it;
-- otherwise (no promotion recorded, or the spec already declares the serving version):
-  nothing to say.
+- the spec already declares the serving version: `up` goes on with a warning, since the
+  Pulumi state still describes what the last `up` created (the promotion replaced it);
+- no promotion recorded: nothing to say.
 """
 
 from __future__ import annotations
@@ -51,9 +52,15 @@ def check_before_up(
             f"`mdeploy rollback`; the state is {store.path(stack)}",
         )
     current = state.get("current") or {}
-    if not current or (
-        _same_image(current.get("image"), image) and current.get("model_revision") == model_revision
-    ):
+    if not current:
+        return
+    if _same_image(current.get("image"), image) and current.get("model_revision") == model_revision:
+        warn(
+            f"stack {stack}: `mdeploy {_last_operation(state)}` set version "
+            f"{current.get('name')} outside Pulumi; the spec declares it, but Pulumi's state "
+            "still describes the resources the last `up` created, so this update may replace "
+            "or recreate them (`mdeploy preview` shows what changes)"
+        )
         return
     what = (
         f"stack {stack} serves version {current.get('name')} (image {current.get('image')}, "

@@ -105,6 +105,7 @@ def test_up_proceeds_when_the_spec_declares_the_serving_version(up: Any) -> None
     _store(_home()).save(_state("done", copied))
     result = up("--json")
     assert result.exit_code == 0, result.stderr
+    assert "outside Pulumi" in " ".join(result.stderr.split())  # a warning, not a refusal
 
 
 def test_the_check_is_silent_without_any_promotion(tmp_path: Path) -> None:
@@ -117,9 +118,11 @@ def test_a_rollback_to_the_declared_version_needs_nothing(tmp_path: Path) -> Non
     store = _store(tmp_path)
     state = _state("rolled-back", {"name": "m", "image": IMAGE, "model_revision": REVISION})
     store.save(state)
-    check_before_up(store, STACK, IMAGE, REVISION)
+    warned: list[str] = []
+    check_before_up(store, STACK, IMAGE, REVISION, warn=warned.append)
+    assert len(warned) == 1 and "`mdeploy preview`" in warned[0]
     with pytest.raises(PolicyError, match="outside Pulumi"):
         check_before_up(store, STACK, IMAGE, "another-revision")
-    warned: list[str] = []
+    warned.clear()
     check_before_up(store, STACK, IMAGE, "another-revision", yes=True, warn=warned.append)
     assert len(warned) == 1 and "mdeploy promote" in warned[0]
