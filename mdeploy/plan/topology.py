@@ -255,6 +255,25 @@ def _sku_size(offer: ShapeOffer) -> tuple[float, tuple[int, int], float]:
     return offer.gpu_count * nominal, cc, offer.gpu_count * offer.gpu_memory_gib
 
 
+def _largest_sku(target: str) -> ShapeOffer | None:
+    """
+    The target's largest SKU in the catalog. Regions repeat the same instance types, so a
+    group whose types were all seen is skipped unread (a 100× catalog stays cheap).
+    """
+    from mdeploy.catalog._store import offer_groups
+
+    seen: set[str] = set()
+    best: ShapeOffer | None = None
+    for group in offer_groups([target], include_flagged=True):
+        if seen.issuperset(group.names):
+            continue
+        seen.update(group.names)
+        for view in group.views():
+            if best is None or _sku_size(view) > _sku_size(best):
+                best = view
+    return best
+
+
 def managed_limit(target: str, sizing: Sizing, utilization: float) -> str | None:
     """
     On a managed target a replica is one instance: when even the catalog's largest SKU of
@@ -263,12 +282,9 @@ def managed_limit(target: str, sizing: Sizing, utilization: float) -> str | None
     label = MANAGED_LABELS.get(target)
     if label is None:
         return None
-    from mdeploy.catalog import load_offers
-
-    offers = load_offers([target], include_flagged=True)
-    if not offers:
+    best = _largest_sku(target)
+    if best is None:
         return None
-    best = max(offers, key=_sku_size)
     fit = check_topology_fit(
         sizing, tp=best.gpu_count, pp=1, gpu_memory_gib=best.gpu_memory_gib,
         utilization=utilization,
