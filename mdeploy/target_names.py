@@ -11,7 +11,7 @@ agree.
 
 from __future__ import annotations
 
-import ast
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +19,10 @@ from pathlib import Path
 __all__ = ["placement_names", "target_folders"]
 
 _DEFAULT_ROOT = str(Path(__file__).resolve().parent / "targets")
+# `catalog_targets: ClassVar[tuple[str, ...]] = ("coreweave", "kubernetes")` in a class body.
+# A regex, not ast.parse: `mdeploy --help` reads these for its help text and must stay fast.
+_DECLARATION = re.compile(r"^\s+catalog_targets\b[^=\n]*=\s*\(([^)]*)\)", re.MULTILINE)
+_QUOTED = re.compile(r"[\"']([a-z0-9][a-z0-9-]*)[\"']")
 
 
 def _roots() -> tuple[str, ...]:
@@ -54,11 +58,5 @@ def placement_names() -> tuple[str, ...]:
 @lru_cache(maxsize=32)
 def _declared(path: str) -> tuple[str, ...]:
     """The literal `catalog_targets = (...)` of the Target class in `path`, () if none."""
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.AnnAssign | ast.Assign) and node.value is not None:
-            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
-            if any(isinstance(t, ast.Name) and t.id == "catalog_targets" for t in targets):
-                value = ast.literal_eval(node.value)
-                return tuple(str(v) for v in value)
-    return ()
+    found = _DECLARATION.search(Path(path).read_text(encoding="utf-8"))
+    return tuple(_QUOTED.findall(found.group(1))) if found else ()

@@ -105,13 +105,13 @@ def synth_cmd(
 
 
 def _write_out(results: list[SynthResult], out: Path) -> None:
-    from mdeploy.deploy.manifests import write_graph, write_manifests
+    from mdeploy.deploy.manifests import write_graph
+    from mdeploy.targets import get_target
 
     for result in results:
         graph = result.to_json()
         write_graph(graph, out)
-        if result.target == "kubernetes":
-            write_manifests(graph, out / "kubernetes")
+        get_target(result.target).write_artifacts(out, graph)
 
 
 def _render_synth(

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mdeploy.deploy.manifests import manifests
 from mdeploy.deploy.synth import SynthResult, synth, synth_args
 from mdeploy.errors import PolicyError
 from mdeploy.spec import LoadedSpec, load_spec
+from mdeploy.targets.kubernetes.manifests import manifests
 
 __all__ = [
     "EXAMPLES",

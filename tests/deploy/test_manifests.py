@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mdeploy.deploy.manifests import APPLY_ORDER, manifests, write_manifests
 from mdeploy.deploy.synth import MASK, synth, synth_args
 from mdeploy.spec import load_spec
+from mdeploy.targets.kubernetes.manifests import APPLY_ORDER, manifests, write_manifests
 
 # checkov checks that fail by design, each with the reason. Anything else failing is a bug.
 ALLOWED_FAILURES = {

@@ -21,11 +21,11 @@ import jsonschema
 import pytest
 import yaml
 
-from mdeploy.deploy.manifests import manifests
 from mdeploy.deploy.synth import synth, synth_args
 from mdeploy.errors import InputError
 from mdeploy.spec import load_spec
 from mdeploy.targets.kubernetes import lws
+from mdeploy.targets.kubernetes.manifests import manifests
 
 SCHEMA = Path(__file__).resolve().parents[1] / "conformance/schemas/leaderworkerset_v0.10.0.json"
 SPEC = """\

@@ -18,6 +18,8 @@ from mdeploy.targets.kubernetes.rules import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mdeploy.spec.models import Deployment
 
 # check_context stays importable from here: deploy/prereqs.py checks the spec's context.
@@ -120,6 +122,12 @@ class KubernetesTarget(Target):
         from mdeploy.targets.kubernetes.ops import KubernetesTrafficOps
 
         return KubernetesTrafficOps(outputs, context=self.context)
+
+    def write_artifacts(self, out_dir: Path, graph: Any) -> list[Path]:
+        """`synth --out`: one YAML manifest per object, in apply order, under kubernetes/."""
+        from mdeploy.targets.kubernetes.manifests import write_manifests
+
+        return write_manifests(graph, out_dir / self.name)
 
     def fake_outputs(
         self, typ: str, name: str, inputs: dict[str, Any], region: str
