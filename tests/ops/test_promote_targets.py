@@ -46,6 +46,7 @@ class Platform:
     name: str
     ops: Any
     live: str  # the version holding 100 % at the start
+    fake: Any = None  # the stand-in's state, where a test needs to change it
 
     def traffic(self) -> dict[str, int]:
         return self.ops.status().traffic
@@ -184,7 +185,7 @@ def _kubernetes(tmp_path: Path) -> Iterator[Platform]:
         outputs = {"endpoint_name": k8s.NAME, "endpoint_url": url, "namespace": k8s.NS,
                    "service_name": k8s.NAME}  # fmt: skip
         ops = KubernetesTrafficOps(outputs, context="cw", kubeconfig=[kubeconfig])
-        yield Platform("kubernetes", ops, k8s.NAME)
+        yield Platform("kubernetes", ops, k8s.NAME, fake=api)
 
 
 def _kubeconfig(server: str, token: str) -> dict[str, Any]:
@@ -336,3 +337,19 @@ def test_a_cloudwatch_breach_at_50_percent_rolls_back_on_sagemaker(
     assert "100 requests" in steps[0]["checks"][-1]["detail"]
     assert "error rate 0.3000 > 0.05" in steps[1]["checks"][-1]["detail"]
     assert platform.traffic() == {"v-1": 100}
+
+
+def test_kubernetes_with_an_hpa_rolls_back_before_any_traffic_moves(
+    tmp_path: Path, store: StateStore
+) -> None:
+    """An HPA owns the replicas: the first step is refused, v-2 (0 replicas) is removed."""
+    for platform in _kubernetes(tmp_path):
+        live = platform.ops.outputs["endpoint_name"]
+        api = platform.fake
+        api.hpas.append({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": live}}})
+        with pytest.raises(PromotionFailed) as err:
+            promote(platform.ops, _plan(), store, clock=FakeClock())
+        report = err.value.report
+        assert report["result"] == "rolled-back" and "HorizontalPodAutoscaler" in report["error"]
+        assert report["removed"] == ["v-2"] and platform.traffic() == {live: 100}
+        assert store.load(STACK)["promotion"]["phase"] == "rolled-back"
