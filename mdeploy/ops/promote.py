@@ -11,6 +11,14 @@ passed its last checks; it is recorded as "last good" so that `rollback` can res
 Durability: the stack's state file is written after each completed step, under the stack's
 lock; a run after a crash or Ctrl-C resumes at the first step not completed, and a run
 after success is a no-op.
+
+Each step records the split the platform achieved beside the one asked for. Kubernetes
+routes by replica count (one Service over the versions' Deployments; no Gateway API
+HTTPRoute yet), so 10 % over 2 replicas is 50 %: the step says "coarse", and "degenerate"
+when a split strictly between 0 and 100 % came out as 0 or 100 % (no canary at all).
+
+Promotions change versions outside Pulumi: `mdeploy up` reads this state first
+(mdeploy/ops/drift.py) and refuses to race or silently undo one.
 """
 
 from __future__ import annotations
