@@ -2,15 +2,16 @@
 The build context of the inference image, assembled from the installed package.
 
 Everything comes through importlib.resources, so a wheel install builds the same image as
-a checkout: the Dockerfile, entrypoint.sh and boot.py (package data of mdeploy.image, the
-files of the repository's templates/) and the sources of `mdeploy.serve`, the only part of
-mdeploy the image carries. The image gets its own two-line `mdeploy/__init__.py`, so the
-adapter imports without the rest of the package or its dependencies.
+a checkout: the Dockerfile and entrypoint.sh (package data of mdeploy.image, the files of
+the repository's templates/) and the sources of `mdeploy.serve`, the only part of mdeploy
+the image carries (the start-up, `mdeploy.serve.boot`, included). The image gets its own
+two-line `mdeploy/__init__.py`, so the adapter imports without the rest of the package or
+its dependencies.
 
 Layout written (what templates/Dockerfile expects):
 
-    Dockerfile  entrypoint.sh  boot.py
-    app/mdeploy/__init__.py  app/mdeploy/serve/**.py
+    Dockerfile  entrypoint.sh
+    app/mdeploy/__init__.py  app/mdeploy/serve/**.py  (boot.py: what entrypoint.sh execs)
     home/mdeploy/.cache/huggingface/  home/mdeploy/weights/
 """
 
@@ -29,8 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TEMPLATE_FILES", "assemble_context", "default_base_image", "read_template"]
 
-TEMPLATE_FILES = ("Dockerfile", "entrypoint.sh", "boot.py")
-_EXECUTABLE = {"entrypoint.sh", "boot.py"}
+TEMPLATE_FILES = ("Dockerfile", "entrypoint.sh")
+_EXECUTABLE = {"entrypoint.sh"}
 _IMAGE_INIT = (
     '"""mdeploy inside the inference image: only the contract adapter, mdeploy.serve."""\n'
 )
@@ -39,7 +40,7 @@ _HOME_DIRS = ("mdeploy/.cache/huggingface", "mdeploy/weights")
 
 
 def read_template(name: str) -> bytes:
-    """Bytes of one packaged template file (Dockerfile, entrypoint.sh, boot.py)."""
+    """Bytes of one packaged template file (Dockerfile, entrypoint.sh)."""
     if name not in TEMPLATE_FILES:
         raise ValueError(f"not an image template: {name}")
     resource = files("mdeploy.image") / "templates" / name
@@ -75,8 +76,9 @@ def assemble_context(dest: Path, *, mtime: int = 0) -> Path:
     package = dest / "app" / "mdeploy"
     _write(package / "__init__.py", _IMAGE_INIT.encode())
     copied = _copy_tree(files("mdeploy.serve"), package / "serve")
-    if not any(p.name == "__main__.py" for p in copied):
-        raise PrerequisiteError("mdeploy.serve has no __main__.py: the adapter cannot start")
+    for needed in ("__main__.py", "boot.py"):  # the adapter, and what entrypoint.sh execs
+        if not any(p.name == needed for p in copied):
+            raise PrerequisiteError(f"mdeploy.serve has no {needed}: the image cannot start")
     for sub in _HOME_DIRS:
         (dest / "home" / sub).mkdir(parents=True, exist_ok=True)
     _stamp(dest, mtime)

@@ -6,16 +6,13 @@ loopback, and lives and dies with it: if the engine exits, the adapter exits non
 platform restarts the container (a container that answers liveness but never becomes ready
 again is the worst case on every cloud).
 
-Where the model is, by platform (the first that applies):
-
-- SageMaker: `/opt/ml/model`, where `ModelDataUrl` is unpacked, when it holds files;
-- Vertex AI: `AIP_STORAGE_URI` (a `gs://` URI, handed to the engine as the model path;
-  copying it locally first is the image entrypoint's job);
-- Azure ML: `AZUREML_MODEL_DIR`, the mounted model;
-- then `MDEPLOY_MODEL` (a path or URI), then `MDEPLOY_MODEL_ID` (a Hugging Face id).
-
-A mounted directory that holds a single folder and no `config.json` is descended into once:
-Azure mounts a registered folder under its own name.
+Where the model is and which flags start vLLM are decided in one place, `mdeploy.serve.boot`
+(the image start-up uses the same functions): here the platform's own location only
+(SageMaker `/opt/ml/model`, Vertex AI `AIP_STORAGE_URI` passed on as a URI, Azure ML
+`AZUREML_MODEL_DIR`), after `MDEPLOY_MODEL` and before `MDEPLOY_MODEL_SOURCE` and
+`MDEPLOY_MODEL_ID`; in a mounted tree the shallowest folder holding `config.json`. In the
+image the start-up has already written `--model` and the rest into `MDEPLOY_ENGINE_ARGS`, and
+building the flags again adds nothing.
 
 Variables: `MDEPLOY_ENGINE_ARGS` (JSON list of flags written by the plan), `MDEPLOY_ENGINE_CMD`
 (JSON list replacing the default command, used by tests to run a stand-in engine).
@@ -24,7 +21,6 @@ Variables: `MDEPLOY_ENGINE_ARGS` (JSON list of flags written by the plan), `MDEP
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -34,6 +30,8 @@ import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
+
+from mdeploy.serve.boot import SAGEMAKER_MODEL_DIR, BootError, engine_args, find_model, json_list
 
 __all__ = [
     "DEFAULT_ENGINE_CMD",
@@ -46,7 +44,6 @@ __all__ = [
 
 log = logging.getLogger("mdeploy.serve")
 
-SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 DEFAULT_ENGINE_CMD = (sys.executable, "-m", "vllm.entrypoints.openai.api_server")
 _ADAPTER_OWNED = ("--host", "--port")
 _LINUX = sys.platform == "linux"
@@ -58,22 +55,14 @@ class EngineConfigError(ValueError):
 
 
 def resolve_model(
-    platform: str, environ: Mapping[str, str], *, sagemaker_dir: Path = SAGEMAKER_MODEL_DIR
+    platform: str, environ: Mapping[str, str], *, sagemaker_dir: Path | None = None
 ) -> str:
     """Return the model path, URI or id the engine should load on this platform."""
-    if platform == "sagemaker" and _has_files(sagemaker_dir):
-        return str(_model_root(sagemaker_dir))
-    if platform == "vertex" and environ.get("AIP_STORAGE_URI"):
-        return environ["AIP_STORAGE_URI"]
-    if platform == "azureml" and environ.get("AZUREML_MODEL_DIR"):
-        return str(_model_root(Path(environ["AZUREML_MODEL_DIR"])))
-    for name in ("MDEPLOY_MODEL", "MDEPLOY_MODEL_ID"):
-        if environ.get(name):
-            return environ[name]
-    raise EngineConfigError(
-        f"no model to load on {platform}: set MDEPLOY_MODEL (path or URI) or MDEPLOY_MODEL_ID, "
-        "or give --engine-url for an engine that is already running"
-    )
+    try:
+        return find_model(environ, platform=platform, sagemaker_dir=sagemaker_dir)[1]
+    except BootError as exc:
+        hint = "; or give --engine-url for an engine that is already running"
+        raise EngineConfigError(f"{exc}{hint}") from None
 
 
 def engine_command(
@@ -81,22 +70,26 @@ def engine_command(
     environ: Mapping[str, str],
     *,
     port: int,
-    sagemaker_dir: Path = SAGEMAKER_MODEL_DIR,
+    sagemaker_dir: Path | None = None,
 ) -> list[str]:
     """
-    Build the engine's command line: base command, the plan's flags, then ours.
+    Build the engine's command line: base command, the flags of `boot.engine_args`, then ours.
 
     `--model` comes from `resolve_model` unless the plan's flags name one; `--host` and
     `--port` are the adapter's (loopback, so the adapter stays the only door) and may not be
     set in MDEPLOY_ENGINE_ARGS.
     """
-    base = _json_list(environ, "MDEPLOY_ENGINE_CMD") or list(DEFAULT_ENGINE_CMD)
-    args = _json_list(environ, "MDEPLOY_ENGINE_ARGS") or []
+    try:
+        base = json_list(environ, "MDEPLOY_ENGINE_CMD") or list(DEFAULT_ENGINE_CMD)
+        plan = json_list(environ, "MDEPLOY_ENGINE_ARGS") or []
+    except BootError as exc:
+        raise EngineConfigError(str(exc)) from None
     for flag in _ADAPTER_OWNED:
-        if any(a == flag or a.startswith(flag + "=") for a in args):
+        if any(a == flag or a.startswith(flag + "=") for a in plan):
             raise EngineConfigError(f"MDEPLOY_ENGINE_ARGS sets {flag}; the adapter chooses it")
-    if not any(a == "--model" or a.startswith("--model=") for a in args):
-        args = ["--model", resolve_model(platform, environ, sagemaker_dir=sagemaker_dir), *args]
+    named = any(a == "--model" or a.startswith("--model=") for a in plan)
+    model = None if named else resolve_model(platform, environ, sagemaker_dir=sagemaker_dir)
+    args = engine_args(model, environ)
     return [*base, *args, "--host", "127.0.0.1", "--port", str(port)]
 
 
@@ -144,39 +137,6 @@ class EngineProcess:
                 log.warning("engine did not stop within %g s; killing it", timeout)
                 self._process.kill()
         return self._process.wait()
-
-
-def _json_list(environ: Mapping[str, str], name: str) -> list[str] | None:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise EngineConfigError(f"{name} is not JSON: {exc}") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise EngineConfigError(f"{name} must be a JSON list of strings")
-    return value
-
-
-def _has_files(directory: Path) -> bool:
-    try:
-        return directory.is_dir() and any(directory.iterdir())
-    except OSError:
-        return False
-
-
-def _model_root(directory: Path) -> Path:
-    """Descend once into a lone sub-folder when the directory itself holds no config.json."""
-    if (directory / "config.json").exists():
-        return directory
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return directory
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return directory
 
 
 def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child

@@ -1,6 +1,6 @@
 """
-`boot.py exec`: secret references (MDEPLOY_SECRET_REFS) resolved into the environment before
-the adapter starts, run for real as processes talking HTTP on 127.0.0.1 only.
+`mdeploy/serve/boot.py exec`: secret references (MDEPLOY_SECRET_REFS) resolved into the
+environment before the adapter starts, run for real as processes talking HTTP on 127.0.0.1 only.
 
 aws-sm: goes to a moto server through boto3; gcp-sm: to loopback fakes of the GCE metadata
 server and the Secret Manager REST API; azure-kv: to loopback fakes of the managed identity
@@ -28,7 +28,7 @@ import pytest
 from image.helpers import Seen, fake_http
 
 REPO = Path(__file__).resolve().parents[2]
-BOOT = REPO / "templates" / "boot.py"
+BOOT = REPO / "mdeploy" / "serve" / "boot.py"
 ENTRYPOINT = REPO / "templates" / "entrypoint.sh"
 # The exec'd command: its PID, whether MDEPLOY_SECRET_REFS is still there, and the variables
 # named in argv (values are compared by the test; they are throw-away test values).
@@ -451,6 +451,7 @@ def test_entrypoint_starts_the_adapter_with_the_secret(env: dict[str, str], tmp_
     (stub.parent / "__init__.py").write_text("")
     (stub / "__init__.py").write_text("")
     (stub / "__main__.py").write_text(ADAPTER)
+    (stub / "boot.py").write_bytes(BOOT.read_bytes())
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     python = bin_dir / "python3"  # -S: the editable mdeploy of this checkout stays out
@@ -479,3 +480,42 @@ def test_entrypoint_starts_the_adapter_with_the_secret(env: dict[str, str], tmp_
     record = json.loads(stdout)
     assert record == {"pid": proc.pid, "hf": value, "refs_left": False}
     assert value not in stderr
+
+
+# --- one trimming rule with the targets ---------------------------------------------------
+
+# What a token file or a pasted value can look like; the targets' reader
+# (mdeploy/targets/_secrets.py) and the image's (boot.clean_secret) must agree on each.
+TRIM_CASES = {
+    "ECHOED": "hf_tok\n",
+    "CRLF": "hf_tok\r\n",
+    "PADDED": "  hf_tok \t\n",
+    "MULTILINE": "two\nlines\r\n",
+    "INNER_CRLF": "a\r\nb\r\n",
+    "UNICODE_SPACE": "\u00a0hf_tok\u2003",
+    "EMPTY": "",
+    "BLANK": " \t\r\n",
+}
+
+
+def test_boot_and_the_targets_trim_secrets_the_same_way(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mdeploy.serve import boot
+    from mdeploy.targets._secrets import read_local_secret
+
+    refs, expected = {}, {}
+    for name, content in TRIM_CASES.items():
+        path = tmp_path / name
+        path.write_bytes(content.encode())
+        refs[name] = f"file:{path}"
+        expected[name] = read_local_secret("file", str(path))
+        assert boot.clean_secret(boot._file_secret(str(path))) == expected[name], name
+        monkeypatch.setenv(f"MDEPLOY_TRIM_{name}", content)
+        assert boot.clean_secret(content) == read_local_secret("env", f"MDEPLOY_TRIM_{name}")
+    assert expected["ECHOED"] == expected["PADDED"] == expected["UNICODE_SPACE"] == "hf_tok"
+    assert expected["EMPTY"] is expected["BLANK"] is None
+    # The real process: an empty value counts as missing, so its variable stays unset.
+    run = boot_exec(env, refs, *TRIM_CASES)
+    assert run.child["env"] == expected
+    assert "EMPTY: its file: reference is empty; left unset" in run.stderr

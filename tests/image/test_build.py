@@ -127,11 +127,13 @@ def test_dockerfile_builds_without_run_steps_or_secrets() -> None:
 
 def test_context_is_assembled_from_the_installed_package(tmp_path: Path) -> None:
     context = assemble_context(tmp_path / "ctx", mtime=0)
-    for name in ("Dockerfile", "entrypoint.sh", "boot.py"):
+    for name in ("Dockerfile", "entrypoint.sh"):
         assert (context / name).read_bytes() == (REPO / "templates" / name).read_bytes()
     assert stat.S_IMODE((context / "entrypoint.sh").stat().st_mode) == 0o755
+    assert not (context / "boot.py").exists()  # it is mdeploy.serve.boot now
     serve = context / "app" / "mdeploy" / "serve"
     assert {p.name: p.read_bytes() for p in serve.glob("*.py")} == serve_sources()
+    assert "boot.py" in serve_sources()
     init = (context / "app" / "mdeploy" / "__init__.py").read_text()
     assert "import" not in init  # the image's mdeploy package carries nothing but serve
     assert not list(context.rglob("__pycache__"))
@@ -259,10 +261,10 @@ def test_image_files_are_the_adapter_and_the_entrypoint(rootfs: Path) -> None:
     assert serve == serve_sources()
     assert sorted(p.name for p in app_dir.iterdir()) == ["__init__.py", "serve"]
     bin_dir = rootfs / "opt" / "mdeploy" / "bin"
-    for name in ("entrypoint.sh", "boot.py"):
-        path = bin_dir / name
-        assert path.read_bytes() == (REPO / "templates" / name).read_bytes()
-        assert stat.S_IMODE(path.stat().st_mode) == 0o755 and path.stat().st_uid == 0
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["entrypoint.sh"]
+    path = bin_dir / "entrypoint.sh"
+    assert path.read_bytes() == (REPO / "templates" / "entrypoint.sh").read_bytes()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755 and path.stat().st_uid == 0
     home = rootfs / "home" / "mdeploy"
     for path in (home, home / ".cache" / "huggingface", home / "weights"):
         info = path.stat()  # writable by 10001 and by any UID in group 0 (OpenShift)

@@ -1,11 +1,12 @@
 """
-templates/entrypoint.sh and boot.py, run for real with /bin/sh on this machine.
+templates/entrypoint.sh and mdeploy/serve/boot.py, run for real with /bin/sh on this machine.
 
-A stand-in `mdeploy.serve` records how it was started (pid, argv, MDEPLOY_ENGINE_ARGS), so
-each platform's start-up is checked end to end: SageMaker's `serve` argument, the weights
-locations of SageMaker, Azure ML and Kubernetes, Vertex's gs:// download (loopback fakes of
-the GCE metadata server and the GCS JSON API), s3:// through moto, and SIGTERM reaching the
-exec'd adapter.
+The stand-in `mdeploy.serve` package holds the real boot.py (what entrypoint.sh execs, with
+the standard library alone, as in the image) and a stand-in adapter that records how it was
+started (pid, argv, MDEPLOY_ENGINE_ARGS), so each platform's start-up is checked end to
+end: SageMaker's `serve` argument, the weights locations of SageMaker, Azure ML and
+Kubernetes, Vertex's gs:// download (loopback fakes of the GCE metadata server and the GCS
+JSON API), s3:// through moto, and SIGTERM reaching the exec'd adapter.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from image.helpers import Seen, fake_http
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "templates" / "entrypoint.sh"
+BOOT = REPO / "mdeploy" / "serve" / "boot.py"
 STUB = """\
 import json, os, signal, sys, time
 
@@ -51,6 +53,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     (stub.parent / "__init__.py").write_text("")
     (stub / "__init__.py").write_text("")
     (stub / "__main__.py").write_text(STUB)
+    (stub / "boot.py").write_bytes(BOOT.read_bytes())
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     # -S: no .pth files, so the editable mdeploy of this checkout cannot shadow the stand-in
@@ -129,8 +132,8 @@ def test_hub_source_is_left_to_the_engine_with_flags_from_the_environment(
     )
     record, _ = start(env)
     assert record["engine_args"] == [
+        "--model", "acme/tiny-model",  # first, as the adapter's owned engine has it
         "--max-model-len", "4096", "--max-num-seqs=16",
-        "--model", "acme/tiny-model",
         "--revision", "0123456789abcdef0123456789abcdef01234567",
         "--served-model-name", "tiny",
         "--enforce-eager",
@@ -323,9 +326,7 @@ def test_s3_source_is_downloaded(env: dict[str, str], aws_env: str) -> None:
 
 @pytest.fixture(scope="module")
 def boot() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "mdeploy_image_boot", REPO / "templates" / "boot.py"
-    )
+    spec = importlib.util.spec_from_file_location("mdeploy_image_boot", BOOT)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

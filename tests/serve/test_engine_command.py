@@ -50,6 +50,43 @@ def test_azureml_descends_into_a_lone_registered_folder(tmp_path):
     assert resolve_model("azureml", {"AZUREML_MODEL_DIR": str(mount)}) == str(mount)
 
 
+def test_explicit_model_wins_over_the_platform_location(sm_dir):
+    # As the image start always did: MDEPLOY_MODEL, an operator's override, comes first.
+    env = {"MDEPLOY_MODEL": "/models/m"}
+    assert resolve_model("sagemaker", env, sagemaker_dir=sm_dir) == "/models/m"
+
+
+def test_image_start_flags_pass_through_the_owned_engine_unchanged(sm_dir):
+    # boot wrote MDEPLOY_ENGINE_ARGS in the image; the adapter builds them again: no flag
+    # is added twice, and a local model gets no --revision on the second pass either.
+    env = {
+        "MDEPLOY_MODEL_REVISION": "abc",
+        "MDEPLOY_SERVED_MODEL_NAME": "tiny",
+        "SM_VLLM_ENFORCE_EAGER": "true",
+        "MDEPLOY_ENGINE_ARGS": json.dumps(["--max-model-len", "4096"]),
+    }
+    first = engine_command("sagemaker", env, port=1, sagemaker_dir=sm_dir)
+    flags = first[len(DEFAULT_ENGINE_CMD) : -4]
+    assert flags == [
+        "--model", str(sm_dir), "--max-model-len", "4096",
+        "--served-model-name", "tiny", "--enforce-eager",
+    ]  # fmt: skip
+    again = engine_command(
+        "sagemaker", {**env, "MDEPLOY_ENGINE_ARGS": json.dumps(flags)}, port=1, sagemaker_dir=sm_dir
+    )
+    assert again == first
+
+
+def test_owned_engine_reads_the_model_source_and_the_revision():
+    env = {"MDEPLOY_MODEL_SOURCE": "hf://acme/m", "MDEPLOY_MODEL_ID": "acme/other"}
+    env["MDEPLOY_MODEL_REVISION"] = "0" * 40
+    cmd = engine_command("plain", env, port=1)
+    assert cmd[cmd.index("--model") + 1] == "acme/m"
+    assert cmd[cmd.index("--revision") + 1] == "0" * 40
+    with pytest.raises(EngineConfigError, match="unsupported scheme"):
+        resolve_model("plain", {"MDEPLOY_MODEL_SOURCE": "ftp://x/m"})
+
+
 def test_plain_prefers_a_location_over_an_id():
     assert (
         resolve_model("plain", {"MDEPLOY_MODEL": "/models/m", "MDEPLOY_MODEL_ID": "org/m"})

@@ -1,23 +1,50 @@
 """
-Start-up helper of the mdeploy inference image, called by entrypoint.sh before the adapter.
+Start-up of the mdeploy inference image: find the weights, build the engine flags, read the
+secrets, then become the contract adapter. The one place that knows where a model is and
+which flags start vLLM: `mdeploy.serve.engine` (the adapter's owned engine) uses the same
+`find_model` and `engine_args`.
 
-Runs with the image's own python3 and the standard library only (boto3, present in the vLLM
-image, just for s3:// and aws-sm:), so it adds nothing to the image.
+Runs inside the image with the standard library only (boto3, present in the vLLM image, just
+for s3:// and aws-sm:, imported lazily) and imports nothing else from mdeploy, so it runs
+before, and without, the adapter's own dependencies. entrypoint.sh is one line around it:
 
-    boot.py fetch URI DEST            download gs://B/PREFIX or s3://B/PREFIX into DEST
-    boot.py engine-args --model M     print the engine flags for the adapter (JSON list)
-    boot.py exec -- CMD [ARG...]      resolve MDEPLOY_SECRET_REFS into the environment, then
-                                      become CMD (os.execvp: same PID, signals reach CMD)
+    python3 -m mdeploy.serve.boot start [serve] [ARG...]
+                                      find the weights, set MDEPLOY_ENGINE_ARGS, resolve
+                                      MDEPLOY_SECRET_REFS, then exec `python3 -m mdeploy.serve
+                                      ARG...` (same PID: SIGTERM reaches the adapter, which
+                                      drains before the platform's SIGKILL); SageMaker's
+                                      `serve` argument is dropped
+    python3 -m mdeploy.serve.boot fetch URI DEST
+                                      download gs://B/PREFIX or s3://B/PREFIX into DEST
+    python3 -m mdeploy.serve.boot engine-args --model M
+                                      print the engine flags for the adapter (JSON list)
+    python3 -m mdeploy.serve.boot exec -- CMD [ARG...]
+                                      resolve MDEPLOY_SECRET_REFS into the environment, then
+                                      become CMD (os.execvp)
+
+Where the weights are (`find_model`), first match wins:
+  MDEPLOY_MODEL           a path or Hugging Face id, used as is
+  Vertex AI               AIP_STORAGE_URI (gs://...), downloaded to MDEPLOY_WEIGHTS_DIR
+                          (default ~/weights) at start; the adapter alone passes it on as is
+  Azure ML                AZUREML_MODEL_DIR, mounted by the platform, when it holds files
+  SageMaker               /opt/ml/model (MDEPLOY_SAGEMAKER_MODEL_DIR), the unpacked
+                          ModelDataUrl, when it holds files
+  Kubernetes, any other   MDEPLOY_MODEL_SOURCE: hf://ORG/NAME (the engine downloads it, at
+                          MDEPLOY_MODEL_REVISION), s3:// or gs:// (downloaded at start), or
+                          the path of a mounted volume
+  no source in the spec   MDEPLOY_MODEL_ID, a Hugging Face id the engine downloads
+In a mounted or downloaded tree the model is the shallowest folder holding config.json
+(archives and registered folders wrap the model in a folder), else the tree itself.
 
 gs:// uses the service account of the machine (the GCE metadata server, as on Vertex AI;
 GCE_METADATA_HOST overrides its address, MDEPLOY_GCS_ENDPOINT the storage API root).
 s3:// uses boto3's usual credential chain (AWS_ENDPOINT_URL is honoured).
 
-Engine flags: MDEPLOY_ENGINE_ARGS (set by the deployment from the plan) first, then
-`--model`, `--revision MDEPLOY_MODEL_REVISION` for a Hub id, `--served-model-name
+Engine flags (`engine_args`): `--model`, MDEPLOY_ENGINE_ARGS (set by the deployment from
+the plan), then `--revision MDEPLOY_MODEL_REVISION` for a Hub id, `--served-model-name
 MDEPLOY_SERVED_MODEL_NAME`, and `SM_VLLM_<NAME>=v` as `--<name> v` (the convention of vLLM's
 SageMaker image). A flag already in MDEPLOY_ENGINE_ARGS is never added twice: the plan's
-sizing wins.
+sizing wins, and building the flags again from their own output adds nothing.
 
 Secrets (the one contract of every target): the deployment gives the container references,
 never values, in MDEPLOY_SECRET_REFS, a JSON object ENV_NAME -> reference:
@@ -35,18 +62,20 @@ never values, in MDEPLOY_SECRET_REFS, a JSON object ENV_NAME -> reference:
                              else IMDS (MDEPLOY_AZURE_IMDS_ENDPOINT overrides its root);
                              AZURE_CLIENT_ID picks a user-assigned identity;
                              MDEPLOY_KEYVAULT_ENDPOINT overrides the vault root (tests)
-  file:<path>                the file's text, one trailing newline removed
+  file:<path>                the file's UTF-8 text
 `env:` (read by `mdeploy up` on the deployer's machine) and `k8s:` (injected by Kubernetes
-itself) never reach the container and are refused. A variable that is already set and not
-empty keeps its value and its reference is not read: an operator's explicit value, or one the
-platform injected, wins. Everything is resolved before anything is set; values are never
-printed, and errors name the variable and the reference kind only. Transient failures (HTTP
-429/5xx, refused or reset connections: metadata servers can lag at container start) are
-retried a few times within about four seconds. MDEPLOY_SECRET_REFS is removed from the
-environment CMD gets.
+itself) never reach the container and are refused. Every value is trimmed by the rule the
+targets use for env:/file: (mdeploy/targets/_secrets.py, copied here because the image has no
+targets): surrounding whitespace is dropped, and an empty value counts as missing, so the
+variable is left unset. A variable that is already set and not empty keeps its value and its
+reference is not read: an operator's explicit value, or one the platform injected, wins.
+Everything is resolved before anything is set; values are never printed, and errors name the
+variable and the reference kind only. Transient failures (HTTP 429/5xx, refused or reset
+connections: metadata servers can lag at container start) are retried a few times within
+about four seconds. MDEPLOY_SECRET_REFS is removed from the environment CMD gets.
 
-Exit codes: 0 ok, 1 download or secret failed, 2 bad input, 3 missing dependency, 126/127
-CMD not executable / not found.
+Exit codes: 0 ok, 1 download or secret failed, 2 bad input, 3 missing dependency, 64 no model
+(or an unsupported MDEPLOY_MODEL_SOURCE), 126/127 CMD not executable / not found.
 """
 
 from __future__ import annotations
@@ -62,8 +91,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +110,128 @@ class BootError(Exception):
         self.code = code
 
 
+# --- where the model is -------------------------------------------------------------------
+
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+NO_MODEL = 64  # exit code of a start with no model to load (as entrypoint.sh had it)
+_CONFIG_DEPTH = 3  # config.json is looked for in the tree and two folder levels below it
+_HUB = "hf://"
+_DOWNLOADED = ("s3://", "gs://")
+
+
+def find_model(
+    environ: Mapping[str, str],
+    *,
+    platform: str | None = None,
+    sagemaker_dir: Path | None = None,
+    download: Callable[[str], Path] | None = None,
+) -> tuple[str, str]:
+    """
+    (where, model): the path, URI or Hub id the engine loads, and which rule found it.
+
+    `platform` None looks at every cloud's location, as the image start does; a platform
+    name (the adapter's "sagemaker", "vertex", "azureml", "plain") looks at that cloud's
+    location only. `download(uri)` fetches gs:// and s3:// trees and returns the folder; the
+    adapter passes none, and a URI then goes to the engine as is.
+    """
+    sagemaker = sagemaker_dir or Path(
+        environ.get("MDEPLOY_SAGEMAKER_MODEL_DIR") or SAGEMAKER_MODEL_DIR
+    )
+
+    def on(name: str) -> bool:
+        return platform is None or platform == name
+
+    if environ.get("MDEPLOY_MODEL"):
+        return "explicit", environ["MDEPLOY_MODEL"]
+    if on("vertex") and environ.get("AIP_STORAGE_URI"):
+        uri = environ["AIP_STORAGE_URI"]
+        return "vertex", str(model_root(download(uri))) if download else uri
+    azure = environ.get("AZUREML_MODEL_DIR", "")
+    if on("azureml") and azure and _has_files(Path(azure)):
+        return "azureml", str(model_root(Path(azure)))
+    if on("sagemaker") and _has_files(sagemaker):
+        return "sagemaker", str(model_root(sagemaker))
+    if environ.get("MDEPLOY_MODEL_SOURCE"):
+        return "source", _from_source(environ["MDEPLOY_MODEL_SOURCE"], download)
+    if environ.get("MDEPLOY_MODEL_ID"):  # model.source is optional in the spec
+        return "hub", environ["MDEPLOY_MODEL_ID"]
+    where = f" to load on {platform}" if platform else ""
+    raise BootError(
+        f"no model{where}: set MDEPLOY_MODEL_SOURCE (hf://, s3://, gs:// or a mounted path),"
+        " MDEPLOY_MODEL_ID or MDEPLOY_MODEL, or run on SageMaker, Vertex AI or Azure ML",
+        NO_MODEL,
+    )
+
+
+def _from_source(source: str, download: Callable[[str], Path] | None) -> str:
+    if source.startswith(_HUB):
+        return source[len(_HUB) :]
+    if source.startswith(_DOWNLOADED):
+        return str(model_root(download(source))) if download else source
+    if "://" in source:
+        raise BootError(
+            "MDEPLOY_MODEL_SOURCE: unsupported scheme; use hf://, s3://, gs:// or a path",
+            NO_MODEL,
+        )
+    return str(model_root(Path(source)))
+
+
+def model_root(tree: Path) -> Path:
+    """The shallowest folder under `tree` (itself included) holding config.json, else `tree`.
+
+    Within one level the first path in sorted order wins, so a tokenizer folder with its own
+    config.json deeper down never shadows the model.
+    """
+    level = [tree]
+    for _ in range(_CONFIG_DEPTH):
+        hits = sorted(str(d / "config.json") for d in level if (d / "config.json").is_file())
+        if hits:
+            return Path(hits[0]).parent
+        level = sorted(sub for d in level for sub in _subfolders(d))
+    return tree
+
+
+def _subfolders(directory: Path) -> list[Path]:
+    """Real sub-folders (symlinked ones are not followed, as `find` does not)."""
+    try:
+        return [e for e in directory.iterdir() if e.is_dir() and not e.is_symlink()]
+    except OSError:
+        return []
+
+
+def _has_files(directory: Path) -> bool:
+    try:
+        return directory.is_dir() and any(directory.iterdir())
+    except OSError:
+        return False
+
+
 # --- engine flags -----------------------------------------------------------------------
 
 
-def engine_args(model: str, environ: dict[str, str]) -> list[str]:
-    """The adapter's engine flags: the plan's, then what the platform and environment add."""
-    raw = environ.get("MDEPLOY_ENGINE_ARGS", "").strip() or "[]"
+def json_list(environ: Mapping[str, str], name: str) -> list[str] | None:
+    """The JSON list of strings in variable `name`; None when unset or blank."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
     try:
-        args = json.loads(raw)
+        value = json.loads(raw)
     except ValueError:
-        raise BootError("MDEPLOY_ENGINE_ARGS is not JSON (expected a list of strings)", 2) from None
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise BootError("MDEPLOY_ENGINE_ARGS must be a JSON list of strings", 2)
+        raise BootError(f"{name} is not JSON (expected a list of strings)", 2) from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BootError(f"{name} must be a JSON list of strings", 2)
+    return value
+
+
+def engine_args(model: str | None, environ: Mapping[str, str]) -> list[str]:
+    """
+    The engine flags: `--model` (unless the plan names one), the plan's (MDEPLOY_ENGINE_ARGS),
+    then what the environment adds.
+
+    `model` None adds no `--model` (the plan names one). Idempotent: run again on its own
+    output (the adapter does, after the image start) it adds nothing.
+    """
+    args = json_list(environ, "MDEPLOY_ENGINE_ARGS") or []
     present = {a.split("=", 1)[0] for a in args if a.startswith("--")}
 
     def add(flag: str, *value: str) -> None:
@@ -99,9 +239,12 @@ def engine_args(model: str, environ: dict[str, str]) -> list[str]:
             args.extend([flag, *value])
             present.add(flag)
 
-    add("--model", model)
+    if model is not None and "--model" not in present:
+        args[:0] = ["--model", model]  # first, as the owned engine always had it
+        present.add("--model")
+    loaded = _flag_value(args, "--model")
     revision = environ.get("MDEPLOY_MODEL_REVISION", "")
-    if revision and not os.path.isdir(model):
+    if revision and loaded and "://" not in loaded and not os.path.isdir(loaded):
         add("--revision", revision)
     if environ.get("MDEPLOY_SERVED_MODEL_NAME"):
         add("--served-model-name", environ["MDEPLOY_SERVED_MODEL_NAME"])
@@ -115,6 +258,17 @@ def engine_args(model: str, environ: dict[str, str]) -> list[str]:
         else:
             add(flag, value)
     return args
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    """The value of `flag` in `args` (`--flag v` or `--flag=v`), the last one winning."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1 :]
+    return value
 
 
 # --- downloads --------------------------------------------------------------------------
@@ -367,9 +521,24 @@ def resolve_secrets(environ: dict[str, str]) -> dict[str, str]:
             raise BootError(f"secret {name} ({kind}): {exc}", exc.code) from None
         if "\0" in value:
             raise BootError(f"secret {name} ({kind}): the value holds a NUL byte", 1)
-        values[name] = value
+        cleaned = clean_secret(value)
+        if cleaned is None:
+            print(f"boot: {name}: its {kind}: reference is empty; left unset", file=sys.stderr)
+            continue
+        values[name] = cleaned
         print(f"boot: {name} set from its {kind}: reference", file=sys.stderr)
     return values
+
+
+def clean_secret(value: str | None) -> str | None:
+    """
+    The trimming rule of mdeploy/targets/_secrets.py (`read_local_secret`), copied because
+    the image carries no targets: surrounding whitespace is dropped (a token file written by
+    `echo`, a secret created from such a file) and an empty value counts as missing (None).
+    tests/image/test_boot_secrets.py checks that both give the same answers.
+    """
+    value = (value or "").strip()
+    return value or None
 
 
 def _resolve_one(kind: str, target: str, tokens: dict[str, str]) -> str:
@@ -396,12 +565,13 @@ def _decode(data: bytes) -> str:
 
 
 def _file_secret(path: str) -> str:
+    """The file's text, read as the targets read a file: secret (UTF-8, universal newlines)."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BootError("the value is not UTF-8 text", 1) from None
     except OSError as exc:
         raise BootError(f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
-    text = _decode(data)
-    return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
 
 
 def _aws_secret(target: str) -> str:
@@ -564,20 +734,40 @@ def exec_with_secrets(command: list[str]) -> None:
 
 # --- command line -------------------------------------------------------------------------
 
+ADAPTER = ("python3", "-m", "mdeploy.serve")
+_USAGE = (
+    "usage: boot start [serve] [ARG...] | boot fetch URI DEST | boot engine-args --model MODEL"
+    " | boot exec -- CMD [ARG...]"
+)
+
+
+def start(argv: list[str]) -> None:
+    """The image start: find (or fetch) the weights, set the engine flags, become the adapter."""
+    if argv[:1] == ["serve"]:  # SageMaker runs `docker run IMAGE serve`
+        argv = argv[1:]
+    environ = dict(os.environ)
+    weights = Path(environ.get("MDEPLOY_WEIGHTS_DIR") or Path.home() / "weights")
+    where, model = find_model(environ, download=partial(_fetch_logged, dest=weights))
+    print(f"boot: model ({where}): {model}", file=sys.stderr)
+    os.environ["MDEPLOY_ENGINE_ARGS"] = json.dumps(engine_args(model, environ))
+    exec_with_secrets([*ADAPTER, *argv])
+
+
+def _fetch_logged(uri: str, dest: Path) -> Path:
+    started = time.monotonic()
+    files, size = fetch(uri, dest)
+    took = time.monotonic() - started
+    print(f"boot: fetched {files} files, {size / 2**20:.1f} MiB in {took:.1f} s", file=sys.stderr)
+    return dest
+
 
 def main(argv: list[str]) -> int:
     """Run one sub-command; print its result on stdout and any error on stderr."""
     try:
+        if argv[:1] == ["start"]:
+            start(argv[1:])
         if len(argv) == 3 and argv[0] == "fetch":
-            started = time.monotonic()
-            dest = Path(argv[2])
-            files, size = fetch(argv[1], dest)
-            took = time.monotonic() - started
-            print(
-                f"boot: fetched {files} files, {size / 2**20:.1f} MiB in {took:.1f} s",
-                file=sys.stderr,
-            )
-            print(dest)
+            print(_fetch_logged(argv[1], Path(argv[2])))
             return 0
         if len(argv) == 3 and argv[0] == "engine-args" and argv[1] == "--model":
             print(json.dumps(engine_args(argv[2], dict(os.environ))))
@@ -585,11 +775,7 @@ def main(argv: list[str]) -> int:
         command = argv[2:] if argv[:2] == ["exec", "--"] else argv[1:]
         if argv[:1] == ["exec"] and command:
             exec_with_secrets(command)
-        raise BootError(
-            "usage: boot.py fetch URI DEST | boot.py engine-args --model MODEL"
-            " | boot.py exec -- CMD [ARG...]",
-            2,
-        )
+        raise BootError(_USAGE, 2)
     except BootError as exc:
         print(f"boot: {exc}", file=sys.stderr)
         return exc.code
