@@ -125,6 +125,30 @@ def test_dockerfile_builds_without_run_steps_or_secrets() -> None:
             assert "TOKEN" not in line and "PASSWORD" not in line.upper()
 
 
+def test_context_boot_starts_with_the_standard_library_alone(tmp_path: Path) -> None:
+    """entrypoint.sh execs `python3 -m mdeploy.serve.boot`: the context's copy (the real
+    mdeploy.serve package init included) runs with no site-packages at all, before any of
+    the adapter's dependencies could be missing."""
+    context = assemble_context(tmp_path / "ctx", mtime=0)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-m", "mdeploy.serve.boot", "engine-args", "--model", "acme/m"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(context / "app"),
+            "MDEPLOY_ENGINE_ARGS": '["--max-model-len", "4096"]',
+            "MDEPLOY_MODEL_REVISION": "r1",
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [
+        "--model", "acme/m", "--max-model-len", "4096", "--revision", "r1",
+    ]  # fmt: skip
+
+
 def test_context_is_assembled_from_the_installed_package(tmp_path: Path) -> None:
     context = assemble_context(tmp_path / "ctx", mtime=0)
     for name in ("Dockerfile", "entrypoint.sh"):
