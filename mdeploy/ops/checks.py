@@ -84,14 +84,24 @@ class SystemClock:
 _BAD_STATES = ("failed", "unhealthy", "unreachable")
 
 
+# A version's own state as Kubernetes reports it (targets/kubernetes/ops.py): "ready/wanted
+# ready". The Service routes only to ready pods, so replicas that are not ready after the bake
+# mean the split on paper is not the split served (and at 100 % an outage).
+_REPLICAS_READY = re.compile(r"^(\d+)/(\d+) ready$")
+
+
 def health_check(health: EndpointHealth, version: str) -> CheckResult:
-    """The endpoint is not failed/unhealthy and `version` is still on it."""
-    names = [v.name for v in health.versions]
-    if version not in names:
+    """The endpoint is not failed/unhealthy, `version` is on it and its replicas are ready."""
+    found = next((v for v in health.versions if v.name == version), None)
+    if found is None:
         return CheckResult("health", False, f"version {version} is no longer on the endpoint")
     if health.state in _BAD_STATES:
         why = f": {health.detail}" if health.detail else ""
         return CheckResult("health", False, f"endpoint is {health.state}{why}")
+    state = (found.state or "").strip()
+    ready = _REPLICAS_READY.match(state)
+    if state.lower() == "failed" or (ready and int(ready.group(1)) < int(ready.group(2))):
+        return CheckResult("health", False, f"version {version} is {state} after the bake")
     return CheckResult("health", True, f"endpoint {health.state}, traffic {health.traffic}")
 
 

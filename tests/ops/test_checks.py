@@ -124,3 +124,14 @@ def test_health_fails_when_the_endpoint_is_failed_or_the_version_gone() -> None:
     bad = health_check(EndpointHealth("failed", versions=v, detail="OOM"), "v-2")
     assert not bad.ok and "OOM" in bad.detail
     assert not health_check(EndpointHealth("ready", versions=v[:1]), "v-2").ok
+
+
+@pytest.mark.parametrize(
+    ("state", "ok"),
+    [("2/2 ready", True), ("0/0 ready", True), ("1/2 ready", False), ("Failed", False),
+     ("InService", True), (None, True)],
+)  # fmt: skip
+def test_a_version_not_ready_or_failed_fails_the_health_check(state: str | None, ok: bool) -> None:
+    versions = [VersionHealth("v-1", 50, state="2/2 ready"), VersionHealth("v-2", 50, state=state)]
+    result = health_check(EndpointHealth("ready", versions=versions), "v-2")
+    assert result.ok is ok and (ok or f"v-2 is {state} after the bake" in result.detail)

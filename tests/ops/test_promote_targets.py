@@ -167,12 +167,16 @@ def _kubernetes(tmp_path: Path) -> Iterator[Platform]:
             if self.path == "/v1/chat/completions":
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 return self._send(200, {"choices": [{"message": {"content": "ready"}}]})
-            return super()._handle()
+            super()._handle()
+            name = self.path.rsplit("/", 1)[-1]
+            if self.command == "PATCH" and name in api.unready:  # pods that never get ready
+                api.deployments[name]["status"] = {"readyReplicas": 0}
 
         do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
     api = k8s.FakeApi()
     api.deployments = {k8s.NAME: k8s._deployment(10)}
+    api.unready = set()  # Deployments whose pods never become ready
     kubeconfig = tmp_path / "kubeconfig"
 
     def attach(server: ThreadingHTTPServer) -> str:
@@ -353,3 +357,19 @@ def test_kubernetes_with_an_hpa_rolls_back_before_any_traffic_moves(
         assert report["result"] == "rolled-back" and "HorizontalPodAutoscaler" in report["error"]
         assert report["removed"] == ["v-2"] and platform.traffic() == {live: 100}
         assert store.load(STACK)["promotion"]["phase"] == "rolled-back"
+
+
+def test_kubernetes_pods_not_ready_after_the_bake_roll_back(
+    tmp_path: Path, store: StateStore
+) -> None:
+    """The Service sends only to ready pods: v-2's 1 replica at 0/1 ready fails step 1."""
+    for platform in _kubernetes(tmp_path):
+        live = platform.ops.outputs["endpoint_name"]
+        platform.fake.unready.add(f"{live}-v-2")
+        with pytest.raises(PromotionFailed) as err:
+            promote(platform.ops, _plan(), store, clock=FakeClock())
+        (step,) = err.value.report["steps"]
+        assert step["checks"][0] == {
+            "name": "health", "ok": False, "detail": "version v-2 is 0/1 ready after the bake"
+        }  # fmt: skip
+        assert platform.traffic() == {live: 100} and err.value.report["removed"] == ["v-2"]
