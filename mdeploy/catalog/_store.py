@@ -484,11 +484,12 @@ def offer_groups(
 
 def _check_targets(targets: Iterable[str]) -> set[str]:
     wanted = {t.strip().lower() for t in targets}
-    unknown = sorted(wanted - set(TARGETS))
+    known = placement_names()  # live: a target folder added since import counts
+    unknown = sorted(wanted - set(known))
     if unknown:
         raise InputError(
             f"unknown target {', '.join(map(repr, unknown))}",
-            hint=f"targets are {', '.join(TARGETS)}",
+            hint=f"targets are {', '.join(known)}",
         )
     return wanted
 

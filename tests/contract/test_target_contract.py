@@ -2,16 +2,21 @@
 One contract for every target: plan → EndpointArgs → component under mocks → outputs → ops
 from those outputs → status in the one EndpointHealth shape, against a stand-in of the cloud.
 
-Parametrised over `mdeploy.targets.TARGET_NAMES`: a fifth target is checked by this same test
-once it adds a stand-in to FAKES (its status route on 127.0.0.1, or none when its status needs
-no network) and says in TRAFFIC_OPS whether it implements the TrafficOps capability.
+Parametrised over `mdeploy.targets.TARGET_NAMES`. A fifth target is checked by this same test
+with files in its own folder only: its `contract.py` gives the stand-in (its status route on
+127.0.0.1, or none when its status needs no network), the catalog target it is planned
+through (PLACEMENT) and whether it implements the TrafficOps capability (TRAFFIC_OPS). The
+throwaway `echo_target/` below is such a target, plugged in from a temporary folder.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -24,10 +29,21 @@ from urllib.parse import urlsplit
 
 import pytest
 
+import mdeploy.targets
+from mdeploy.catalog import CATALOG_DIR_ENV
+from mdeploy.catalog._store import BUNDLED_DIR
 from mdeploy.deploy.mocks import MockSession
 from mdeploy.deploy.program import resolve
 from mdeploy.spec import load_spec
-from mdeploy.targets import TARGET_NAMES, get_target, output_names
+from mdeploy.targets import (
+    TARGET_NAMES,
+    get_target,
+    output_names,
+    placement_names,
+    refresh,
+    registry_provider,
+    target_names,
+)
 from mdeploy.targets.base import HEALTH_STATES, EndpointHealth, Ops, TrafficOps
 
 DIGEST = "sha256:" + "5c" * 32
@@ -48,7 +64,7 @@ serving:
   auth: key
   secrets: {{HF_TOKEN: env:HF_TOKEN}}
 placement:
-  clouds: [aws, azure, gcp, coreweave]
+  clouds: [{{clouds}}]
   residency: [EU]
 """
 # The catalog target each deploy target is planned through in the spec above.
@@ -62,7 +78,7 @@ TOKEN = "contract-token"
 
 def _outputs(target_name: str, spec_file: Path) -> dict[str, Any]:
     """The stack outputs `up` would export, from the real component under the mock engine."""
-    resolved = resolve(load_spec(spec_file), PLACEMENT[target_name])
+    resolved = resolve(load_spec(spec_file), _contract_of(target_name)[1])
     target = get_target(target_name)
     config = {**target.stack_config(resolved.args), **EXTRA_CONFIG.get(target_name, {})}
     with MockSession(config=config) as session:
@@ -252,25 +268,43 @@ FAKES: dict[str, Callable[..., Any]] = {
 # ---- the contract ---------------------------------------------------------------------------
 
 
+def _spec_text() -> str:
+    """The contract spec over every registered placement target (pools need their own spec)."""
+    return SPEC.replace("{clouds}", ", ".join(n for n in placement_names() if n != "kubernetes"))
+
+
 @pytest.fixture
 def spec_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_TOKEN", "hf_contractTOKEN0123456789")
     path = tmp_path / "spec.yaml"
-    path.write_text(SPEC)
+    path.write_text(_spec_text())
     return path
+
+
+def _contract_of(target_name: str) -> tuple[Callable[..., Any], str, bool]:
+    """(stand-in, placement, has TrafficOps): this file's tables, else the folder's contract.py."""
+    if target_name in FAKES:
+        return FAKES[target_name], PLACEMENT[target_name], TRAFFIC_OPS[target_name]
+    module = importlib.import_module(f"mdeploy.targets.{target_name}.contract")
+    return module.standin, module.PLACEMENT, module.TRAFFIC_OPS
 
 
 @pytest.mark.parametrize("target_name", TARGET_NAMES)
 def test_every_target_keeps_the_day2_contract(
     target_name: str, spec_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert target_name in FAKES, f"add a stand-in for {target_name} to FAKES"
+    check_contract(target_name, spec_file, monkeypatch)
+
+
+def check_contract(target_name: str, spec_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan → args → component under mocks → outputs → ops → status in the one shape."""
+    standin, _, traffic_ops = _contract_of(target_name)
     outputs = _outputs(target_name, spec_file)
     assert outputs.get("endpoint_name") and outputs.get("endpoint_url"), outputs.keys()
-    with FAKES[target_name](outputs, monkeypatch):
+    with standin(outputs, monkeypatch):
         ops = get_target(target_name).ops(outputs)
         assert isinstance(ops, Ops)
-        assert isinstance(ops, TrafficOps) is TRAFFIC_OPS[target_name]
+        assert isinstance(ops, TrafficOps) is traffic_ops
         health = ops.status()
     assert isinstance(health, EndpointHealth) and health.state in HEALTH_STATES
     doc = json.loads(json.dumps(health.to_json()))
@@ -284,3 +318,66 @@ def test_every_target_keeps_the_day2_contract(
     assert "hf_contractTOKEN" not in json.dumps(doc)
     if target_name != "kubernetes":  # its URL is cluster-internal: reported, not probed
         assert health.state == "ready", health
+
+
+# ---- a fifth target, written from docs/adding-a-target.md, in its own folder only --------
+
+ECHO = Path(__file__).resolve().parent / "echo_target"
+
+
+@pytest.fixture
+def echo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The echo folder copied to a temporary `targets/` root, plus its catalog rows.
+
+    Nothing under mdeploy/ changes: the root joins `mdeploy.targets.__path__`, the catalog is
+    the bundled one plus the echo rows (copies of the coreweave rows) in MDEPLOY_CATALOG_DIR.
+    """
+    root = tmp_path / "targets"
+    shutil.copytree(ECHO, root / "echo", ignore=shutil.ignore_patterns("__pycache__"))
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    for name in ("offers.csv", "regions.csv"):
+        lines = (BUNDLED_DIR / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        rows = [line for line in lines[1:] if line.startswith("coreweave,")]
+        assert rows, f"no coreweave rows to copy in {name}"
+        echo_rows = ["echo," + line.removeprefix("coreweave,") for line in rows]
+        (catalog / name).write_text("".join(lines + echo_rows), encoding="utf-8")
+    monkeypatch.setenv(CATALOG_DIR_ENV, str(catalog))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    saved = list(mdeploy.targets.__path__)
+    mdeploy.targets.__path__.append(str(root))
+    refresh()
+    try:
+        yield "echo"
+    finally:
+        mdeploy.targets.__path__[:] = saved
+        for module in [m for m in sys.modules if m.startswith("mdeploy.targets.echo")]:
+            del sys.modules[module]
+        refresh()
+
+
+def test_the_fifth_target_is_registered_from_its_folder(echo: str) -> None:
+    assert echo in target_names() and echo in placement_names()
+    assert get_target(echo).name == echo
+    assert "echo_note" in output_names()
+    assert registry_provider("echo.registry.test") == echo
+    from mdeploy.cli._common import missing_package_hint
+
+    assert "mdeploy[echo]" in missing_package_hint("pulumi_kubernetes")
+
+
+def test_the_fifth_target_keeps_the_day2_contract(
+    echo: str, spec_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "echo" in spec_file.read_text()  # the spec's clouds come from the registry
+    check_contract(echo, spec_file, monkeypatch)
+
+
+def test_a_spec_naming_an_unregistered_cloud_is_refused(tmp_path: Path) -> None:
+    from mdeploy.errors import MdeployError
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.replace("{clouds}", "aws, echo"))
+    with pytest.raises(MdeployError) as caught:
+        load_spec(path)
+    assert "echo" in str(caught.value)
