@@ -18,7 +18,7 @@ Rules this module keeps:
   (ecr:GetAuthorizationToken, ec2 ENI actions, cloudwatch:PutMetricData by namespace).
 - Secrets never enter the model environment (SageMaker documents it as not for secrets): the
   container gets `MDEPLOY_SECRET_REFS`, a JSON object ENV_NAME -> `aws-sm:<secret ARN>` (the
-  image contract of every target), and templates/boot.py reads each value from Secrets Manager
+  image contract of every target), and mdeploy/serve/boot.py reads each value from Secrets Manager
   with the execution role before the engine starts. `env:`/`file:` values are read at `up`
   time into a Secrets Manager secret whose value is a Pulumi secret; `aws-sm:` ARNs are used as
   they are, and an `aws-sm:` name becomes its partial ARN (region and account of the

@@ -76,8 +76,8 @@ def unsupported(spec: Deployment) -> dict[str, str]:
                 "cloud secret managers are not read by the cluster; use k8s:SECRET/KEY "
                 "(e.g. synced by External Secrets Operator), env:NAME or file:PATH"
             )
-    # templates/entrypoint.sh fetches hf://, s3:// and gs:// only; any other scheme stops
-    # the container at start, so the pod would only crash-loop.
+    # The image's boot step (mdeploy/serve/boot.py) fetches hf://, s3:// and gs:// only; any
+    # other scheme stops the container at start, so the pod would only crash-loop.
     source = spec.model.source or ""
     if source.startswith("az://"):
         out["model.source"] = (
