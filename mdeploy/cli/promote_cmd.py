@@ -30,6 +30,7 @@ from mdeploy.cli._common import (
     print_json,
     report_error,
 )
+from mdeploy.target_names import placement_names
 
 if TYPE_CHECKING:
     from mdeploy.ops.checks import MetricsSource, SmokeCheck
@@ -50,7 +51,7 @@ RequiredTarget = Annotated[
     typer.Option(
         "--target",
         "-t",
-        help="Where: aws, azure, gcp, coreweave or kubernetes.",
+        help=f"Where: {', '.join(placement_names())}.",
         show_default=False,
     ),
 ]
