@@ -220,7 +220,7 @@ def promote_cmd(
             "--metrics-url",
             help="The new version's adapter /metrics (Prometheus text); a bearer token from "
             "$MDEPLOY_METRICS_TOKEN. Without it: the platform's own metrics where mdeploy "
-            "reads them (SageMaker: CloudWatch), else only smoke checks.",
+            "reads them (SageMaker: CloudWatch; Azure ML: Azure Monitor), else only smoke checks.",
         ),
     ] = None,
     dry_run: Annotated[

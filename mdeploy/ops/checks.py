@@ -8,9 +8,10 @@ Metrics: `MetricsSource` is the extension point. `PrometheusMetrics` reads the a
 `/metrics` (the engine's metrics, proxied unchanged) twice, at the start and the end of the
 bake, and judges the difference. `PlatformMetrics` reads the platform's own metrics over the
 bake window through a target's `metrics` module (`read_window`; SageMaker: CloudWatch, in
-mdeploy/targets/aws/metrics.py). Azure Monitor and Cloud Monitoring are not implemented: a
-promotion without a metrics source says "not available: only smoke checks" and never
-reports numbers it did not read.
+mdeploy/targets/aws/metrics.py; Azure ML: Azure Monitor, mdeploy/targets/azure/metrics.py).
+Cloud Monitoring (Vertex) and the Kubernetes adapter's metrics without --metrics-url are not
+implemented: a promotion without a metrics source says "not available: only smoke checks"
+and never reports numbers it did not read.
 """
 
 from __future__ import annotations
