@@ -16,10 +16,11 @@ import pytest
 from mdeploy.targets import target_names
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mdeploy"
-# Layer of each top-level part, higher imports lower. Leaves (errors, target_names) are 0.
+# Layer of each top-level part, higher imports lower. Leaf modules are 0.
 LAYERS = {
     "errors": 0,
     "target_names": 0,
+    "jurisdictions": 0,
     "spec": 1,
     "catalog": 2,
     "plan": 3,
@@ -161,3 +162,11 @@ def test_the_checks_see_a_sibling_and_an_upward_import() -> None:
     known = {"mdeploy.targets.aws.target"}
     lazy = "def f():\n    from mdeploy.targets.aws.target import TARGET\n"
     assert imports_of(lazy, known) == known
+
+
+def test_spec_and_catalog_share_one_jurisdictions_tuple() -> None:
+    from mdeploy import catalog
+    from mdeploy.jurisdictions import JURISDICTIONS
+    from mdeploy.spec import models
+
+    assert models.JURISDICTIONS is JURISDICTIONS and catalog.JURISDICTIONS is JURISDICTIONS

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from mdeploy.catalog.models import Offer, Region
 from mdeploy.errors import InputError
+from mdeploy.jurisdictions import JURISDICTIONS
 from mdeploy.target_names import placement_names
 
 __all__ = [
@@ -55,7 +56,6 @@ BUNDLED_DIR = Path(__file__).parent / "data"
 CATALOG_DIR_ENV = "MDEPLOY_CATALOG_DIR"
 # Every placement target the registry of targets declares (read as data: catalog is below it).
 TARGETS = placement_names()
-JURISDICTIONS = ("EU", "EEA", "UK", "CH", "US", "other")
 
 OFFER_COLUMNS = (
     "target",

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from mdeploy.jurisdictions import JURISDICTIONS
 from mdeploy.target_names import placement_names
 
 __all__ = [
@@ -73,7 +74,6 @@ _MODEL_SOURCE = re.compile(r"^(hf|s3|gs|az)://\S+$")
 SECRET_REF_FORMS = (
     "env:NAME, file:PATH, aws-sm:ARN, azure-kv:VAULT/NAME, gcp-sm:NAME, k8s:SECRET/KEY"
 )
-JURISDICTIONS = ("EU", "EEA", "UK", "CH", "US", "other")
 # Sanity ceilings, not facts about any model or GPU: each is orders of magnitude above what
 # exists, and keeps sizing arithmetic (bytes = params × layers × width ...) finite and exact
 # enough. A value beyond one is a typo or an attack; the error names the field and the bound.
