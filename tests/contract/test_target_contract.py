@@ -70,8 +70,8 @@ placement:
 # The catalog target each deploy target is planned through in the spec above.
 PLACEMENT = {"aws": "aws", "azure": "azure", "gcp": "gcp", "kubernetes": "coreweave"}
 EXTRA_CONFIG = {"gcp": {"mdeploy:project": "p-123456"}}
-# Whether Target.ops() returns the optional TrafficOps capability; Kubernetes has it in
-# KubernetesTrafficOps, not yet switched on (see kubernetes/ops.py).
+# Whether Target.ops() returns the optional TrafficOps capability (Kubernetes: replica-
+# proportional weights, see kubernetes/ops.py).
 TRAFFIC_OPS = {"aws": True, "azure": True, "gcp": True, "kubernetes": True}
 TOKEN = "contract-token"
 

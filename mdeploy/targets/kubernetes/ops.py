@@ -217,9 +217,9 @@ class KubernetesTrafficOps(KubernetesOps):
     """
     KubernetesOps with the TrafficOps capability (replica-proportional weights, see above).
 
-    Not yet what `KubernetesTarget.ops()` returns: `promote` refuses Kubernetes until it is
-    switched on there (tests/ops/test_promote.py), a one-line change once promote is ready
-    for replica-proportional weights and the HPA refusal.
+    What `KubernetesTarget.ops()` returns. Weights are only as fine as the replica count
+    allows: `promote` reports the split achieved beside the one asked for, and a step that
+    could only give 0 % or 100 % says it is not a canary.
     """
 
     def set_traffic(self, weights: dict[str, int]) -> EndpointHealth:
