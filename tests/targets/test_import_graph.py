@@ -7,13 +7,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mdeploy" / "targets"
 CLOUDS = ("aws", "azure", "gcp", "kubernetes")
-# Sibling imports that exist today: the registry credential helpers shared from kubernetes/
-# (issue 12 part 2 moves them to a shared targets/registry.py). Nothing may be added here.
-KNOWN_SIBLING = {
-    ("mdeploy.targets.aws.registry", "mdeploy.targets.kubernetes.registry"),
-    ("mdeploy.targets.azure.registry", "mdeploy.targets.kubernetes.registry"),
-    ("mdeploy.targets.gcp.registry", "mdeploy.targets.kubernetes.registry"),
-}
+# Sibling imports allowed: none (the shared login code lives in targets/registry.py).
+KNOWN_SIBLING: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:
