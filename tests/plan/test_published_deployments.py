@@ -6,7 +6,8 @@ published to fail, at that GPU, GPU count and context.
 A row is checked the way vLLM starts: one sequence at the full context must fit next to the
 weights (concurrency 1), at vLLM's default gpu_memory_utilization 0.9. A blank context means
 the source did not state one: the check uses 4096 tokens. Rows whose model or checkpoint the
-catalog cannot size yet (config not found), or whose GPU is "any", are skipped with the reason.
+catalog cannot size yet (config not found), or whose GPU is "any", are skipped with the reason;
+rows beyond one 8-GPU node are checked with the topology rule (TP8 per node, PP across nodes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from plan.factories import MISTRAL_7B, make_spec
 
 from mdeploy import catalog
 from mdeploy.catalog._gpus import GPUS
-from mdeploy.plan.fit import check_fit, precision_problem, size_model, tensor_parallel_problem
+from mdeploy.plan.fit import precision_problem, size_model, tensor_parallel_problem
+from mdeploy.plan.topology import check_topology_fit
 
 TABLE = Path(catalog.__file__).parent / "data" / "published_deployments.csv"
 DEFAULT_CONTEXT = 4096
@@ -60,8 +62,6 @@ def verdict(row: dict[str, str]) -> str | None:
         arch = MISTRAL_7B  # the row is vLLM's bf16 refusal, whatever the model (see its notes)
     if arch is None or row["gpu"] == "*":
         pytest.skip(f"not checkable: {'GPU any' if arch else 'model not sized in the catalog'}")
-    if int(row["gpu_count"]) > 8:
-        pytest.skip("multi-node (TP × PP across nodes): the planner places single-node offers")
     gpu = GPUS[GPU_NAMES.get(row["gpu"], row["gpu"])]
     context = int(row["max_context"] or DEFAULT_CONTEXT)
     model: dict = {"id": arch.id, "max_context": context, "architecture": None}
@@ -70,10 +70,13 @@ def verdict(row: dict[str, str]) -> str | None:
     spec = make_spec(model=model, serving={"max_concurrency": 1})
     sizing = size_model(arch, spec.model, spec.serving)
     count = int(row["gpu_count"])
-    problem = precision_problem(gpu.name, sizing) or tensor_parallel_problem(count, sizing)
+    # More than one 8-GPU node: the topology rule (docs/topology.md), TP8 inside each node and
+    # PP across the nodes, as the published multi-node recipes run it.
+    tp, pp = (8, count // 8) if count > 8 else (count, 1)
+    problem = precision_problem(gpu.name, sizing) or tensor_parallel_problem(tp, sizing)
     if problem:
         return problem
-    fit = check_fit(sizing, gpu_count=count, gpu_memory_gib=gpu.usable_gib, utilization=0.9)
+    fit = check_topology_fit(sizing, tp=tp, pp=pp, gpu_memory_gib=gpu.usable_gib, utilization=0.9)
     if not fit.fits:
         return f"needs {fit.required_gib_per_gpu:.1f} of {fit.usable_gib_per_gpu:.1f} GiB"
     return None
