@@ -35,6 +35,7 @@ __all__ = [
     "console",
     "err_console",
     "error_json",
+    "params_text",
     "print_json",
     "redact",
     "report_error",
@@ -220,3 +221,8 @@ def cli_errors(json_out: bool = False) -> Iterator[None]:
         hint = "a bug in mdeploy: rerun with MDEPLOY_DEBUG=1 for the traceback and report it"
         _fail(EXIT_CLOUD, message, hint, [], json_out=json_out)
         raise typer.Exit(EXIT_CLOUD) from None
+
+
+def params_text(params_b: float) -> str:
+    """Billions of parameters for people: 7.25, 46.7, 671, 1,026 (three figures at most)."""
+    return f"{params_b:,.0f}" if params_b >= 100 else f"{params_b:.3g}"

@@ -27,6 +27,7 @@ from mdeploy.cli._common import (
     cli_errors,
     console,
     err_console,
+    params_text,
     print_json,
 )
 from mdeploy.errors import EXIT_POLICY
@@ -195,7 +196,9 @@ def _render_plan(loaded: LoadedSpec, plan: Plan) -> None:
     env = f" · env [bold]{escape(loaded.env)}[/]" if loaded.env else ""
     if loaded.strict:
         env += " · [green]prod guardrails pass[/]"
-    console.print(f"[bold]{spec.metadata.name}[/]{env} · {escape(m.id)} ({m.params_b:g} B params)")
+    console.print(
+        f"[bold]{spec.metadata.name}[/]{env} · {escape(m.id)} ({params_text(m.params_b)} B params)"
+    )
     console.print(_licence_line(m))
     s = m.sizing
     if s is not None and s.sliding_layers and s.sliding_window:

@@ -24,6 +24,7 @@ from mdeploy.cli._common import (
     cli_errors,
     console,
     err_console,
+    params_text,
     print_json,
     redact,
     report_error,
@@ -328,6 +329,6 @@ def _ok_line(path: Path, outcome: _Outcome) -> str:
     strict = ", prod guardrails pass" if outcome.loaded.strict else ""
     text = (
         f"✓ {path} valid{where}: {spec.metadata.name}, "
-        f"model {spec.model.id} ({outcome.arch.params_b:g} B){strict}"
+        f"model {spec.model.id} ({params_text(outcome.arch.params_b)} B){strict}"
     )
     return f"[green]{escape(text)}[/]"
