@@ -55,6 +55,8 @@ class FakeEngine:
         self.health_calls = 0
         self.aborted = 0
         self.received = 0
+        self.in_flight = 0  # generation requests being answered now
+        self.max_in_flight = 0  # the most at once: proves fan-out without a clock
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -75,6 +77,7 @@ class FakeEngine:
             ("GET", "/fake/requests"): self.requests,
             ("GET", "/fake/argv"): self.show_argv,
             ("GET", "/fake/stats"): self.stats,
+            ("POST", "/fake/reset-max"): self.reset_max,
             ("POST", "/fake/crash"): self.crash,
         }.get(route)
         if handler is None:
@@ -110,8 +113,16 @@ class FakeEngine:
     async def requests(self, scope: dict, body: bytes, send: Any, receive: Any) -> None:
         await json_reply(send, 200, list(self.seen))
 
+    async def reset_max(self, scope: dict, body: bytes, send: Any, receive: Any) -> None:
+        self.max_in_flight = self.in_flight
+        await json_reply(send, 200, {"max_in_flight": self.max_in_flight})
+
     async def stats(self, scope: dict, body: bytes, send: Any, receive: Any) -> None:
-        stats = {"health_calls": self.health_calls, "aborted": self.aborted}
+        stats = {
+            "health_calls": self.health_calls,
+            "aborted": self.aborted,
+            "max_in_flight": self.max_in_flight,
+        }
         await json_reply(send, 200, {**stats, "received": self.received})
 
     async def show_argv(self, scope: dict, body: bytes, send: Any, receive: Any) -> None:
@@ -121,6 +132,14 @@ class FakeEngine:
         os._exit(3)
 
     async def generate(self, scope: dict, raw: bytes, send: Any, receive: Any) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self._generate(scope, raw, send, receive)
+        finally:
+            self.in_flight -= 1
+
+    async def _generate(self, scope: dict, raw: bytes, send: Any, receive: Any) -> None:
         try:
             req = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # vLLM's parser answers 400 to both

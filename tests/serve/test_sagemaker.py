@@ -110,9 +110,9 @@ def test_wrong_method_405_and_unknown_route_404(stack):
     assert adapter.post("/score", json=CHAT).status_code == 404
 
 
-def _raw_exchange(port: int, head: bytes, body_part: bytes) -> tuple[bytes, float]:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        started = time.perf_counter()
+def _raw_exchange(port: int, head: bytes, body_part: bytes) -> bytes:
+    """Send a head and part of a body, then read the answer's head (a hang raises timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(head + body_part)
         data = b""
         while b"\r\n\r\n" not in data:
@@ -120,7 +120,7 @@ def _raw_exchange(port: int, head: bytes, body_part: bytes) -> tuple[bytes, floa
             if not chunk:
                 break
             data += chunk
-        return data, time.perf_counter() - started
+        return data
 
 
 def test_declared_oversize_body_is_refused_before_it_is_sent(stack):
@@ -130,9 +130,9 @@ def test_declared_oversize_body_is_refused_before_it_is_sent(stack):
         b"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
         b"Content-Length: 50000000\r\n\r\n"
     )
-    # Only 1 KiB of the declared 50 MB is ever sent: the answer cannot have waited for it.
-    data, elapsed = _raw_exchange(port, head, b"{" + b" " * 1023)
-    assert data.startswith(b"HTTP/1.1 413") and elapsed < 2
+    # Only 1 KiB of the declared 50 MB is ever sent: an answer at all proves it did not wait.
+    data = _raw_exchange(port, head, b"{" + b" " * 1023)
+    assert data.startswith(b"HTTP/1.1 413")
 
 
 def test_chunked_oversize_body_is_refused_once_past_the_limit(stack):
@@ -143,7 +143,7 @@ def test_chunked_oversize_body_is_refused_once_past_the_limit(stack):
         b"Transfer-Encoding: chunked\r\n\r\n"
     )
     chunk = f"{LIMIT + 1:x}".encode() + b"\r\n" + b" " * (LIMIT + 1) + b"\r\n"
-    data, _ = _raw_exchange(port, head, chunk)  # no terminating chunk: the body never ends
+    data = _raw_exchange(port, head, chunk)  # no terminating chunk: the body never ends
     assert data.startswith(b"HTTP/1.1 413")
 
 
