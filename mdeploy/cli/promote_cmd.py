@@ -76,20 +76,11 @@ def live_ops(loaded: LoadedSpec, target: str) -> tuple[str, Any]:
     Reads the outputs unmasked (a Kubernetes API key is one); they stay in memory.
     Tests replace this function.
     """
-    from mdeploy.deploy.stack import StackAbsent, _guarded, open_stack, prepare
-    from mdeploy.errors import CloudError
+    from mdeploy.deploy.stack import live_ops as stack_ops
+    from mdeploy.deploy.stack import prepare
 
     op = prepare(loaded, target, deploying=True)
-    try:
-        stack = open_stack(op, create=False)
-    except StackAbsent:
-        raise CloudError(
-            f"stack {op.stack} was never deployed", hint="run `mdeploy up` first"
-        ) from None
-    outs = {k: getattr(v, "value", v) for k, v in _guarded(stack, stack.outputs, op).items()}
-    if not outs:
-        raise CloudError(f"stack {op.stack} has no outputs", hint="run `mdeploy up` first")
-    return op.stack, op.target.ops(outs)
+    return op.stack, stack_ops(op)
 
 
 def _settings(

@@ -61,6 +61,9 @@ __all__ = [
     "Confirm",
     "Operation",
     "destroy",
+    "invoke",
+    "live_ops",
+    "open_stack",
     "outputs",
     "parse_config",
     "plugin_version",
@@ -297,12 +300,12 @@ def status(op: Operation) -> dict[str, Any]:
     return report
 
 
-def invoke(op: Operation, body: dict[str, Any], *, stream: bool = False) -> Any:
+def live_ops(op: Operation) -> Any:
     """
-    One request through the deployed endpoint with the target's own client (the smoke test).
+    The target's day-2 client for the deployed stack (CloudError when there is none).
 
     The outputs are read unmasked (a Kubernetes endpoint's API key is one) and stay in
-    memory: only the endpoint's reply is returned.
+    memory, inside the client.
     """
     try:
         stack = open_stack(op, create=False)
@@ -313,7 +316,12 @@ def invoke(op: Operation, body: dict[str, Any], *, stream: bool = False) -> Any:
     outs = {k: getattr(v, "value", v) for k, v in _guarded(stack, stack.outputs, op).items()}
     if not outs:
         raise CloudError(f"stack {op.stack} has no outputs", hint="run `mdeploy up` first")
-    return op.target.ops(outs).invoke(body, stream=stream)
+    return op.target.ops(outs)
+
+
+def invoke(op: Operation, body: dict[str, Any], *, stream: bool = False) -> Any:
+    """One request through the deployed endpoint with the target's own client (the smoke test)."""
+    return live_ops(op).invoke(body, stream=stream)
 
 
 # --- helpers ---------------------------------------------------------------------------
