@@ -14,12 +14,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from httpfakes import JsonHandler
 from typer.testing import CliRunner
 
 HERE = Path(__file__).parent
@@ -97,19 +98,14 @@ def kube_api() -> Iterator[str]:
         {"metadata": {"name": f"gpu-{i}", "labels": {"topology.kubernetes.io/zone": zone}}}
         for i, zone in enumerate(zones)
     ]
-    body = json.dumps({"kind": "NodeList", "apiVersion": "v1", "items": items}).encode()
+    node_list = {"kind": "NodeList", "apiVersion": "v1", "items": items}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
-            found = self.path.split("?")[0] == "/api/v1/nodes"
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body) if found else 2))
-            self.end_headers()
-            self.wfile.write(body if found else b"{}")
-
-        def log_message(self, *args: Any) -> None:
-            pass
+            if self.path.split("?")[0] == "/api/v1/nodes":
+                self._send(200, node_list)
+            else:
+                self._send(404, {})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

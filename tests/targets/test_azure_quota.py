@@ -10,12 +10,13 @@ import dataclasses
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from azure.core.credentials import AccessToken
+from httpfakes import JsonHandler
 
 from mdeploy.errors import CloudError, PrerequisiteError
 from mdeploy.targets.azure.ops import ARM_SCOPE, ARM_URL_ENV
@@ -75,7 +76,7 @@ class FakeArm:
         self.status = 200
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 fake.seen.append(url.path)
@@ -94,17 +95,6 @@ class FakeArm:
                     next_link = f"{fake.url}{url.path}?api-version=2024-10-01&page=2"
                     return self._send(200, {"value": fake.usages[:1], "nextLink": next_link})
                 return self._send(404, {"error": {"code": "NotFound", "message": "x"}})
-
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from httpfakes import JsonHandler
 
 from mdeploy.errors import CloudError
 from mdeploy.targets.base import EndpointArgs
@@ -36,7 +36,7 @@ class FakeGoogle:
         self.seen: list[tuple[str, dict[str, list[str]]]] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
@@ -51,17 +51,6 @@ class FakeGoogle:
                 if url.path == f"/v3/projects/{PROJECT}/timeSeries":
                     return self._send(200, fake.series(query["filter"][0]))
                 return self._send(404, {"error": {"message": "not found"}})
-
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"

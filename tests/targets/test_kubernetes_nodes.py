@@ -11,11 +11,12 @@ import dataclasses
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from httpfakes import JsonHandler
 
 from mdeploy.deploy.prereqs import check_placement
 from mdeploy.errors import PrerequisiteError
@@ -48,7 +49,7 @@ class FakeApiServer:
         self.nodes, self.paths = nodes, []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 server.paths.append(self.path)
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -57,17 +58,6 @@ class FakeApiServer:
                     self._send(200, {"kind": "NodeList", "apiVersion": "v1", "items": server.nodes})
                 else:
                     self._send(404, {"kind": "Status", "code": 404})
-
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
