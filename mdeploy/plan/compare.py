@@ -176,7 +176,7 @@ def to_text(rows: list[CompareRow], width: int = 100) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(_TEXT_HEAD) - 1)]
     room = width - sum(widths) - 2 * len(widths)
     if room < len(_TEXT_HEAD[-1]):
-        return _stacked_text(rows, width)
+        return _stacked_text(table[1:], width)
     out = []
     for line in table:
         cells = [
@@ -191,16 +191,15 @@ def to_text(rows: list[CompareRow], width: int = 100) -> str:
     return "\n".join(out) + "\n"
 
 
-def _stacked_text(rows: list[CompareRow], width: int) -> str:
+def _stacked_text(cells: list[list[str]], width: int) -> str:
     """Two lines a row: where, then the offer (or why not), each cut only at the reason."""
     out = []
-    for r in rows:
-        out.append(_clip(f"{r.target}  {r.region}  {r.country}/{r.jurisdiction}", width))
-        cells = _text_cells(r)
-        offer, gpus, hourly, monthly = cells[3:7]
-        detail = (
-            f"{offer} · {gpus} · {hourly}/h · {monthly}/month" if offer else "why not: " + cells[7]
-        )
+    for target, region, where, offer, gpus, hourly, monthly, reason in cells:
+        out.append(_clip(f"{target}  {region}  {where}", width))
+        if offer:
+            detail = f"{offer} · {gpus} · {hourly}/h · {monthly}/month"
+        else:
+            detail = "why not: " + reason
         out.append(_clip("    " + detail, width))
     return "\n".join(out) + "\n"
 
