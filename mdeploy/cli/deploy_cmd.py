@@ -35,8 +35,8 @@ from mdeploy.cli._common import (
 from mdeploy.target_names import placement_names
 
 if TYPE_CHECKING:
+    from mdeploy.deploy.operation import Operation
     from mdeploy.deploy.progress import Progress
-    from mdeploy.deploy.stack import Operation
     from mdeploy.deploy.synth import SynthResult
 
 __all__ = ["register"]

@@ -254,21 +254,21 @@ def test_failure_message_prefers_the_cli_error_then_the_engine_diagnostic():
     from pulumi.automation import CommandResult
     from pulumi.automation.errors import create_command_error
 
-    from mdeploy.deploy.stack import _failure
+    from mdeploy.deploy.engine_errors import failure
 
     bail = create_command_error(CommandResult(
         stdout="Updating (s)\nDiagnostics:\n    error: update failed\n"
                "    error: <{%reset%}>creating Endpoint: ResourceLimitExceeded<{%reset%}>",
         stderr="", code=255))  # fmt: skip
-    assert _failure(bail, None) == "creating Endpoint: ResourceLimitExceeded"
+    assert failure(bail, None) == "creating Endpoint: ResourceLimitExceeded"
     progress = SimpleNamespace(errors=["update failed", "quota exceeded for ml.g5.xlarge"])
-    assert _failure(bail, progress) == "quota exceeded for ml.g5.xlarge"
+    assert failure(bail, progress) == "quota exceeded for ml.g5.xlarge"
     locked = create_command_error(CommandResult(
         stdout="", stderr="warning: x\nerror: the stack is currently locked by 1 lock(s)",
         code=255))  # fmt: skip
-    assert _failure(locked, progress) == "the stack is currently locked by 1 lock(s)"
+    assert failure(locked, progress) == "the stack is currently locked by 1 lock(s)"
     silent = create_command_error(CommandResult(stdout="", stderr="", code=255))
-    assert _failure(silent, None) == "the Pulumi CLI exited with code 255"
+    assert failure(silent, None) == "the Pulumi CLI exited with code 255"
 
 
 def test_events_stream_over_grpc_for_current_clis(cli, fake_pulumi, spec_file, monkeypatch):
@@ -531,7 +531,7 @@ def test_invoke_is_a_smoke_test_through_the_stack_outputs(cli, fake_pulumi, spec
 def test_a_cli_that_ends_without_a_summary_is_a_cloud_error_not_a_traceback():
     from types import SimpleNamespace
 
-    from mdeploy.deploy.stack import _guarded
+    from mdeploy.deploy.interrupts import guarded
     from mdeploy.errors import CloudError
 
     op = SimpleNamespace(stack="s-default-aws", backend="file:///x")
@@ -540,10 +540,10 @@ def test_a_cli_that_ends_without_a_summary_is_a_cloud_error_not_a_traceback():
         raise RuntimeError("summary event never found")  # pulumi.automation's own error
 
     with pytest.raises(CloudError, match="without a summary"):
-        _guarded(SimpleNamespace(cancel=lambda: None), no_summary, op)
+        guarded(SimpleNamespace(cancel=lambda: None), no_summary, op)
 
     def other_bug():
         raise RuntimeError("something else")
 
     with pytest.raises(RuntimeError, match="something else"):
-        _guarded(SimpleNamespace(cancel=lambda: None), other_bug, op)
+        guarded(SimpleNamespace(cancel=lambda: None), other_bug, op)
