@@ -60,8 +60,7 @@ def refresh() -> None:
     """Forget what the registry found (a test that adds a target folder calls this)."""
     from mdeploy import target_names as names
 
-    names._scan.cache_clear()
-    names._declared.cache_clear()
+    names.clear_caches()
     _load.cache_clear()
     _deployed_by.cache_clear()
 

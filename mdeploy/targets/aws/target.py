@@ -40,6 +40,7 @@ class AwsTarget(Target):
     name: ClassVar[str] = "aws"
     display_name: ClassVar[str] = "AWS SageMaker"
     catalog_targets: ClassVar[tuple[str, ...]] = ("aws",)
+    instance_label: ClassVar[str] = "SageMaker real-time"  # one instance per replica
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("aws",)
     python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_aws", "boto3", "botocore")
     # ECR private registries (docs.aws.amazon.com/AmazonECR/latest/userguide/Registries.html).

@@ -32,6 +32,7 @@ class AzureTarget(Target):
     name: ClassVar[str] = "azure"
     display_name: ClassVar[str] = "Azure Machine Learning"
     catalog_targets: ClassVar[tuple[str, ...]] = ("azure",)
+    instance_label: ClassVar[str] = "Azure ML managed"  # one instance per replica
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("azure-native",)
     python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_azure_native", "azure")
     registry_hosts: ClassVar[tuple[str, ...]] = (r"^[a-z0-9]+\.azurecr\.(io|cn|us)$",)

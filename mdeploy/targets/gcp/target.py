@@ -35,6 +35,7 @@ class GcpTarget(Target):
     name: ClassVar[str] = "gcp"
     display_name: ClassVar[str] = "Google Vertex AI"
     catalog_targets: ClassVar[tuple[str, ...]] = ("gcp",)
+    instance_label: ClassVar[str] = "Vertex AI"  # one instance per replica
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("gcp",)
     python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_gcp", "google", "httpx")
     registry_hosts: ClassVar[tuple[str, ...]] = (
