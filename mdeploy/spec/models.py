@@ -18,20 +18,21 @@ from pydantic import (
     Field,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from mdeploy.jurisdictions import JURISDICTIONS
-from mdeploy.target_names import placement_names
+from mdeploy.target_names import default_clouds, placement_names, pool_placements
 
 __all__ = [
     "API_VERSION",
     "Architecture",
     "CloudName",
+    "ClusterPlacement",
+    "ClusterPool",
     "Deployment",
-    "KubernetesPlacement",
-    "KubernetesPool",
     "Metadata",
     "ModelSpec",
     "Placement",
@@ -307,7 +308,9 @@ class Serving(_Strict):
         return v
 
 
-class KubernetesPool(_Strict):
+class ClusterPool(_Strict):
+    """One node pool of the user's own cluster (a Kubernetes node group), offered as is."""
+
     name: Annotated[str, Field(min_length=1, description="Node pool name.")]
     gpu: Annotated[str, Field(min_length=1, description="GPU model, e.g. H100, L40S.")]
     gpu_count: Annotated[int, Field(ge=1, le=16, description="GPUs per node.")]
@@ -328,21 +331,26 @@ class KubernetesPool(_Strict):
     ]
 
 
-class KubernetesPlacement(_Strict):
+class ClusterPlacement(_Strict):
+    """The user's own cluster (a Kubernetes cluster): where to reach it and its GPU pools."""
+
     context: Annotated[str | None, Field(description="kubeconfig context.")] = None
     namespace: Annotated[str, Field(description="Namespace for the workload.")] = "mdeploy"
     gpu_class_label: Annotated[str, Field(description="Node label that names the GPU class.")] = (
         "gpu.nvidia.com/class"
     )
     pools: Annotated[
-        list[KubernetesPool], Field(description="Your own GPU node pools, offered as 'kubernetes'.")
+        list[ClusterPool],
+        Field(description="Your own GPU node pools, offered as the target named like this key."),
     ] = []
 
 
-class Placement(_Strict):
+class _PlacementFields(_Strict):
+    """Placement without its cluster keys: `Placement` adds one per target that takes pools."""
+
     clouds: Annotated[
         list[CloudName], Field(min_length=1, description="Targets the planner may choose.")
-    ] = ["aws", "azure", "gcp", "coreweave"]
+    ] = list(default_clouds())
     residency: Annotated[
         list[str],
         Field(
@@ -353,9 +361,6 @@ class Placement(_Strict):
     gpus: Annotated[list[str], Field(description="Optional GPU allow-list, e.g. [L4, H100].")] = []
     max_hourly_usd: Annotated[
         float | None, Field(gt=0, le=MAX_USD_HOUR, description="Budget per replica, USD per hour.")
-    ] = None
-    kubernetes: Annotated[
-        KubernetesPlacement | None, Field(description="Cluster settings for coreweave/kubernetes.")
     ] = None
 
     @field_validator("residency")
@@ -369,11 +374,38 @@ class Placement(_Strict):
                 )
         return v
 
+    @classmethod
+    def cluster_keys(cls) -> tuple[str, ...]:
+        """The `placement.<key>` fields holding a user's cluster (read from the targets)."""
+        return tuple(k for k in cls.model_fields if k not in _PlacementFields.model_fields)
+
+    def clusters(self) -> dict[str, ClusterPlacement]:
+        """Each cluster the spec declares, by its placement key (= the target it is offered as)."""
+        found = {key: getattr(self, key) for key in self.cluster_keys()}
+        return {key: value for key, value in found.items() if value is not None}
+
     @model_validator(mode="after")
-    def _pools_for_kubernetes(self) -> Placement:
-        if "kubernetes" in self.clouds and not (self.kubernetes and self.kubernetes.pools):
-            raise ValueError("cloud 'kubernetes' needs placement.kubernetes.pools")
+    def _pools_for_clusters(self) -> _PlacementFields:
+        for key in self.cluster_keys():
+            cluster = getattr(self, key)
+            if key in self.clouds and not (cluster and cluster.pools):
+                raise ValueError(f"cloud {key!r} needs placement.{key}.pools")
         return self
+
+
+def _cluster_field(targets: tuple[str, ...]) -> Any:
+    description = f"Cluster settings for {'/'.join(targets)}."
+    return (ClusterPlacement | None, Field(default=None, description=description))
+
+
+# One optional `placement.<key>` per target declaring `pool_placement` (targets/<folder>/
+# target.py, read as text): spec/ names no cloud, and a new cluster target adds its own key.
+Placement = create_model(
+    "Placement",
+    __base__=_PlacementFields,
+    __module__=__name__,
+    **{key: _cluster_field(targets) for key, targets in pool_placements().items()},
+)
 
 
 class Rollout(_Strict):

@@ -13,10 +13,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from mdeploy.errors import CloudError, InputError
+from mdeploy.target_names import target_facts
 
 if TYPE_CHECKING:
     from mdeploy.plan.models import Candidate
@@ -88,14 +90,10 @@ class EndpointArgs:
         image: str,
         weights_gib: float,
     ) -> EndpointArgs:
-        kube = spec.placement.kubernetes
         extra: dict[str, Any] = dict(candidate.extra)
         extra.setdefault("max_concurrency", spec.serving.max_concurrency)
-        if kube is not None:
-            extra.setdefault("namespace", kube.namespace)
-            extra.setdefault("gpu_class_label", kube.gpu_class_label)
-            if kube.context:
-                extra.setdefault("kube_context", kube.context)
+        for key, value in _target_extra(candidate.target, spec).items():
+            extra.setdefault(key, value)
         return cls(
             name=spec.metadata.name,
             env=env or "default",
@@ -140,6 +138,18 @@ class EndpointArgs:
             ]
         )
         return hashlib.sha256(basis.encode()).hexdigest()[:8]
+
+
+def _target_extra(placement_target: str, spec: Deployment) -> dict[str, Any]:
+    """The deploying target's `args_extra(spec)`; nothing for a name no target deploys.
+
+    Found through the folder facts, not `mdeploy.targets` (which imports this module).
+    """
+    for facts in target_facts():
+        if placement_target in facts.catalog_targets:
+            module = import_module(f"mdeploy.targets.{facts.folder}.target")
+            return module.TARGET.args_extra(spec)
+    return {}
 
 
 def startup_timeout_s(weights_gib: float) -> int:
@@ -482,6 +492,16 @@ class Target(ABC):
     registry_hosts: ClassVar[tuple[str, ...]] = ()  # regexes of hosts its registry.py logs in to
     generic_registry: ClassVar[bool] = False  # its registry.py logs in to any other host
     output_names: ClassVar[tuple[str, ...]] = ()  # component attributes its ops() reads back
+    # Stack-config keys (besides mdeploy:imageRepository) `up` may push a build to.
+    build_repository_keys: ClassVar[tuple[str, ...]] = ()
+    # Facts the layers below read as text (mdeploy/target_names.py): write them as literals.
+    # The `placement.<key>` holding the user's own cluster and pools, offered as target <key>.
+    pool_placement: ClassVar[str | None] = None
+    # "instance": one VM per replica (managed endpoints); "pods": a replica is pods asking for
+    # N GPUs on shared nodes, several per node, and may span nodes.
+    replica_unit: ClassVar[Literal["instance", "pods"]] = "instance"
+    # The managed endpoint kind plan messages name ("Vertex AI"); "" when not managed.
+    instance_label: ClassVar[str] = ""
 
     def fake_outputs(
         self, typ: str, name: str, inputs: dict[str, Any], region: str
@@ -511,6 +531,17 @@ class Target(ABC):
     @abstractmethod
     def check_credentials(self) -> tuple[bool, str]:
         """Whether credentials for this target are present (offline check), and why not."""
+
+    def check_credentials_for(self, args: EndpointArgs) -> tuple[bool, str]:
+        """`check_credentials` for this deployment (e.g. the spec's kube context), offline."""
+        del args  # Unused: credentials that do not depend on the deployment.
+        return self.check_credentials()
+
+    def args_extra(self, spec: Deployment) -> dict[str, Any]:
+        """Target-specific `EndpointArgs.extra` entries taken from the spec (e.g. a cluster's
+        namespace); the plan's own entries win over them."""
+        del spec  # Unused: a target whose component needs nothing beyond the plan.
+        return {}
 
     @abstractmethod
     def stack_config(self, args: EndpointArgs) -> dict[str, str]:

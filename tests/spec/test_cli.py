@@ -213,7 +213,7 @@ def test_starter_documents_every_field():
     fields = set(schema()["properties"])
     for name in ("Metadata", "ModelSpec", "Architecture", "Serving", "Replicas", "Placement"):
         fields |= set(defs[name]["properties"])
-    for name in ("KubernetesPlacement", "KubernetesPool", "Rollout"):
+    for name in ("ClusterPlacement", "ClusterPool", "Rollout"):
         fields |= set(defs[name]["properties"])
     missing = sorted(f for f in fields if f"{f}:" not in text)
     assert missing == []

@@ -8,7 +8,7 @@ below, so that importing this module costs nothing and no module of the folder i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from mdeploy.targets.base import EndpointArgs, Ops, Target, repository_of
 from mdeploy.targets.kubernetes.rules import (
@@ -22,8 +22,7 @@ if TYPE_CHECKING:
 
     from mdeploy.spec.models import Deployment
 
-# check_context stays importable from here: deploy/prereqs.py checks the spec's context.
-__all__ = ["TARGET", "KubernetesTarget", "check_context"]
+__all__ = ["TARGET", "KubernetesTarget"]
 
 
 class KubernetesTarget(Target):
@@ -32,6 +31,10 @@ class KubernetesTarget(Target):
     name: ClassVar[str] = "kubernetes"
     display_name: ClassVar[str] = "Kubernetes (CoreWeave)"
     catalog_targets: ClassVar[tuple[str, ...]] = ("coreweave", "kubernetes")
+    # placement.kubernetes: the user's own cluster and pools, offered as target "kubernetes".
+    pool_placement: ClassVar[str | None] = "kubernetes"
+    replica_unit: ClassVar[Literal["instance", "pods"]] = "pods"  # pods on shared nodes
+    build_repository_keys: ClassVar[tuple[str, ...]] = ("mdeploy:registry",)
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("kubernetes", "random")
     python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_kubernetes", "pulumi_random")
     generic_registry: ClassVar[bool] = True  # any OCI registry: the shared generic login
@@ -58,6 +61,27 @@ class KubernetesTarget(Target):
 
     def check_credentials(self) -> tuple[bool, str]:
         return check_context(self.context)
+
+    def check_credentials_for(self, args: EndpointArgs) -> tuple[bool, str]:
+        """The kubeconfig, then the context the spec names (placement.kubernetes.context)."""
+        ok, reason = self.check_credentials()
+        context = args.extra.get("kube_context")
+        if ok and context:
+            return check_context(str(context))
+        return ok, reason
+
+    def args_extra(self, spec: Deployment) -> dict[str, Any]:
+        """The namespace, GPU class label and kube context of `placement.kubernetes`."""
+        cluster = spec.placement.clusters().get(self.pool_placement or "")
+        if cluster is None:
+            return {}
+        extra: dict[str, Any] = {
+            "namespace": cluster.namespace,
+            "gpu_class_label": cluster.gpu_class_label,
+        }
+        if cluster.context:
+            extra["kube_context"] = cluster.context
+        return extra
 
     def stack_config(self, args: EndpointArgs) -> dict[str, str]:
         """The provider reads kubeconfig itself; only a named context goes to config."""
