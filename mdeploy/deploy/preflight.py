@@ -118,9 +118,8 @@ def _build_and_push(op: Operation) -> tuple[ImageRef, str | None]:
     from mdeploy.image.refs import parse_ref
 
     config = op.extra_config
-    repository = config.get(IMAGE_REPOSITORY_KEY) or (
-        config.get("mdeploy:registry") if op.target.name == "kubernetes" else None
-    )
+    keys = (IMAGE_REPOSITORY_KEY, *op.target.build_repository_keys)
+    repository = next((config[key] for key in keys if config.get(key)), None)
     loaded = op.loaded
     if not repository:
         env = f" --env {shlex.quote(loaded.env)}" if loaded.env else ""

@@ -71,13 +71,8 @@ def find_pulumi() -> str:
 
 
 def check_credentials(target: Target, args: EndpointArgs) -> str:
-    """The target's offline credential check; for kubernetes also the spec's kube context."""
-    ok, reason = target.check_credentials()
-    context = args.extra.get("kube_context")
-    if ok and target.name == "kubernetes" and context:
-        from mdeploy.targets.kubernetes.target import check_context
-
-        ok, reason = check_context(str(context))
+    """The target's offline credential check for this deployment (e.g. its kube context)."""
+    ok, reason = target.check_credentials_for(args)
     if not ok:
         raise PrerequisiteError(
             f"{target.display_name} credentials: {reason}", hint=target.credentials_hint
