@@ -66,12 +66,14 @@ def make_plan(
     from mdeploy.catalog import load_regions
     from mdeploy.catalog._store import offer_groups
     from mdeploy.plan.pools import pool_offers
+    from mdeploy.target_names import pool_placements
 
     check_engine_args(spec)
     model_sizing = sizing(spec, base_dir=base_dir)
     clouds = targets_in_play(spec, targets)
-    groups = offer_groups([c for c in clouds if c != "kubernetes"], include_flagged=True)
-    pools = pool_offers(spec) if "kubernetes" in clouds else []
+    cluster_keys = pool_placements()  # offered from the spec's own pools, not the catalog
+    groups = offer_groups([c for c in clouds if c not in cluster_keys], include_flagged=True)
+    pools = pool_offers(spec, [c for c in clouds if c in cluster_keys])
     access = {key: r.access for key, r in load_regions().items()}
     candidates, rejected = rank_catalog(groups, pools, spec, model_sizing, blocked, access)
     return Plan(

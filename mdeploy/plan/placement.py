@@ -28,6 +28,7 @@ from mdeploy.plan.engine import engine_args
 from mdeploy.plan.fit import Fit, Sizing
 from mdeploy.plan.models import Candidate, Rejection
 from mdeploy.spec.models import Deployment
+from mdeploy.target_names import pool_placements, splittable_targets
 
 __all__ = ["HOURS_PER_MONTH", "evaluate", "rank", "rank_catalog"]
 
@@ -77,7 +78,7 @@ class _Rules:
         The replica topology this offer runs (topology.place): (Topology, Fit), or a refusal
         (code, reason), or the largest Fit that ran out of memory; memoised per GPU shape.
         """
-        splittable = offer.target in topo.SPLITTABLE_TARGETS
+        splittable = offer.target in splittable_targets()
         key = (id(sizing), offer.gpu, offer.gpu_count, offer.gpu_memory_gib, splittable,
                topo.rdma_of(offer) if splittable else "")  # fmt: skip
         if key not in self.shapes:
@@ -144,7 +145,7 @@ def _rule_problem(offer: OfferLike, spec: Deployment, rules: _Rules) -> Rejectio
         )
     if offer.flagged:
         return _reject(offer, "price", f"price flagged in the catalog: {offer.flagged}")
-    if offer.hourly_usd is None and offer.target != "kubernetes":
+    if offer.hourly_usd is None and offer.target not in pool_placements():  # own pools: free
         return _reject(offer, "price", "no list price to rank by")
     return None
 
@@ -214,7 +215,7 @@ def _memory_text(
 
     def text() -> str:
         reason = _memory_reason(offer, required, usable, spec)
-        if offer.target in topo.SPLITTABLE_TARGETS and fit.tensor_parallel == offer.gpu_count:
+        if offer.target in splittable_targets() and fit.tensor_parallel == offer.gpu_count:
             reason += f"; {topo.MAX_NODES} nodes with pipeline parallel do not fit either"
         limit = rules.managed_limit(offer.target, sizing)
         return f"{limit}; {reason}" if limit else reason

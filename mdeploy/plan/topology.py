@@ -11,11 +11,12 @@ A placement is `{nodes, gpus_per_node, tp, pp, dp, ep}` (docs/topology.md). The 
 
 Which shapes a target can run:
 
-- managed targets (SageMaker real-time, Azure ML managed, Vertex AI): one instance, all its
-  GPUs, TP = the instance's GPU count;
-- Kubernetes (CoreWeave, own pools): a pod asks for the GPUs it needs (1, 2, 4 or 8, TP = that
-  count), several replicas share a node and pay `node price × GPUs used / GPUs per node`; a
-  model larger than a node spans 2..MAX_NODES whole nodes (TP = the node's GPUs, PP = nodes).
+- managed targets (`replica_unit = "instance"`: SageMaker real-time, Azure ML managed, Vertex
+  AI, each named by its `instance_label`): one instance, all its GPUs, TP = its GPU count;
+- Kubernetes (`replica_unit = "pods"`: CoreWeave, own pools): a pod asks for the GPUs it
+  needs (1, 2, 4 or 8, TP = that count), several replicas share a node and pay
+  `node price × GPUs used / GPUs per node`; a model larger than a node spans 2..MAX_NODES
+  whole nodes (TP = the node's GPUs, PP = nodes).
 
 The smallest shape that fits is chosen per offer; ranking by price across offers then prefers
 one bigger node (H200/B200) over two smaller ones unless two are cheaper. Sources for the
@@ -36,11 +37,10 @@ from mdeploy.plan.fit import (
     precision_problem,
     tensor_parallel_problem,
 )
+from mdeploy.target_names import instance_labels, splittable_targets
 
 __all__ = [
-    "MANAGED_LABELS",
     "MAX_NODES",
-    "SPLITTABLE_TARGETS",
     "Topology",
     "check_topology_fit",
     "cross_node_problem",
@@ -51,13 +51,10 @@ __all__ = [
     "price_share",
 ]
 
-# Catalog targets where a replica is a pod asking for `nvidia.com/gpu: N` on a shared node.
-SPLITTABLE_TARGETS = frozenset({"coreweave", "kubernetes"})
 # Largest replica spread the planner proposes. Published deployments of the largest dense
 # models (Llama-3.1-405B BF16) use 2 nodes; beyond 4 the pipeline bubbles and startup times are
 # untested here, so the planner stops (a policy choice, not a vendor limit).
 MAX_NODES = 4
-MANAGED_LABELS = {"aws": "SageMaker real-time", "azure": "Azure ML managed", "gcp": "Vertex AI"}
 IDLE_NOTE = "the node's idle GPUs are still paid for when the node is dedicated to this model"
 
 
@@ -158,7 +155,7 @@ def check_topology_fit(
 def _pod_sizes(offer: ShapeOffer) -> list[int]:
     """GPUs one pod may ask for on this offer: all of them, or 1/2/4/8 dividing the node."""
     n = offer.gpu_count
-    if offer.target not in SPLITTABLE_TARGETS:
+    if offer.target not in splittable_targets():
         return [n]
     return [g for g in TENSOR_PARALLEL_SIZES if g <= n and n % g == 0] or [n]
 
@@ -187,7 +184,7 @@ def place(
         biggest = fit
     if biggest is None:
         return refusal or ("tp", f"{offer.gpu_count} GPUs: no tensor-parallel size fits")
-    if biggest.tensor_parallel == offer.gpu_count and offer.target in SPLITTABLE_TARGETS:
+    if biggest.tensor_parallel == offer.gpu_count and offer.target in splittable_targets():
         spread = _multi_node(offer, sizing, utilization)
         if spread is not None:
             return spread
@@ -279,7 +276,7 @@ def managed_limit(target: str, sizing: Sizing, utilization: float) -> str | None
     On a managed target a replica is one instance: when even the catalog's largest SKU of
     the target cannot hold the model, say which it is and where to go instead.
     """
-    label = MANAGED_LABELS.get(target)
+    label = instance_labels().get(target)
     if label is None:
         return None
     best = _largest_sku(target)
@@ -293,6 +290,6 @@ def managed_limit(target: str, sizing: Sizing, utilization: float) -> str | None
         return None
     total = _sku_size(best)[0]
     return (
-        f"largest {label} SKU is {best.gpu_count}×{best.gpu} ({total:g} GB): "
-        "use a Kubernetes target"
+        f"largest {label} SKU is {best.gpu_count}×{best.gpu} ({total:g} GB): use a target "
+        f"where a replica may span nodes ({', '.join(sorted(splittable_targets()))})"
     )

@@ -23,7 +23,10 @@ from mdeploy.plan.topology import (
 from mdeploy.spec.models import Deployment
 
 LLAMA_405B = "meta-llama/Llama-3.1-405B-Instruct"
-AZURE_REASON = "largest Azure ML managed SKU is 8×H100 (640 GB): use a Kubernetes target"
+AZURE_REASON = (
+    "largest Azure ML managed SKU is 8×H100 (640 GB): use a target "
+    "where a replica may span nodes (coreweave, kubernetes)"
+)
 
 
 def catalog_spec(model: str, clouds: list[str], **placement: Any) -> Deployment:
