@@ -227,18 +227,19 @@ def _pool_issues(loaded: LoadedSpec) -> list[Issue]:
     """A pool the planner would offer needs a GPU the catalog knows, or its gpu_memory_gib."""
     from mdeploy.catalog import gpu_memory_gib
 
-    kube = loaded.spec.placement.kubernetes
-    if kube is None or "kubernetes" not in loaded.spec.placement.clouds:
-        return []
+    placement = loaded.spec.placement
     issues = []
-    for i, pool in enumerate(kube.pools):
-        if pool.gpu_memory_gib is not None:
+    for key, cluster in placement.clusters().items():
+        if key not in placement.clouds:
             continue
-        try:
-            gpu_memory_gib(pool.gpu)
-        except InputError as exc:
-            message = f"{exc.message}; set gpu_memory_gib (usable GiB per GPU) for this pool"
-            issues.append(loaded.issue(("placement", "kubernetes", "pools", i, "gpu"), message))
+        for i, pool in enumerate(cluster.pools):
+            if pool.gpu_memory_gib is not None:
+                continue
+            try:
+                gpu_memory_gib(pool.gpu)
+            except InputError as exc:
+                message = f"{exc.message}; set gpu_memory_gib (usable GiB per GPU) for this pool"
+                issues.append(loaded.issue(("placement", key, "pools", i, "gpu"), message))
     return issues
 
 
