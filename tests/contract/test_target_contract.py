@@ -188,7 +188,7 @@ def _azure(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator
     """An ARM stand-in answering for whatever endpoint the outputs name."""
     from azure.core.credentials import AccessToken
 
-    from mdeploy.targets.azure import ops as azure_ops
+    from mdeploy.targets.azure import arm as azure_arm
 
     def route(method: str, path: str) -> tuple[int, Any]:
         if method == "GET" and path.endswith("/deployments"):
@@ -213,8 +213,8 @@ def _azure(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator
             return AccessToken(TOKEN, 2_000_000_000)
 
     with _json_server(route) as url:
-        monkeypatch.setenv(azure_ops.ARM_URL_ENV, url)
-        monkeypatch.setattr(azure_ops, "_default_credential", Credential)
+        monkeypatch.setenv(azure_arm.ARM_URL_ENV, url)
+        monkeypatch.setattr(azure_arm, "default_credential", Credential)
         yield
 
 

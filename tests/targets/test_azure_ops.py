@@ -20,12 +20,11 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
-from mdeploy.targets.azure import ops as ops_module
+from mdeploy.targets.azure import arm as arm_module
+from mdeploy.targets.azure.arm import ARM_SCOPE, ARM_URL_ENV
 from mdeploy.targets.azure.ops import (
     AAD_SCORING_SCOPE,
     API_VERSION,
-    ARM_SCOPE,
-    ARM_URL_ENV,
     AzureOps,
     EndpointRef,
     masked,
@@ -501,7 +500,7 @@ def provider(fake: FakeAzure, credential: StubCredential, monkeypatch: pytest.Mo
     from mdeploy.targets.azure.traffic import _TrafficProvider
 
     monkeypatch.setenv(ARM_URL_ENV, fake.url)
-    monkeypatch.setattr(ops_module, "_default_credential", lambda: credential)
+    monkeypatch.setattr(arm_module, "default_credential", lambda: credential)
     fake.op_polls = 1  # the operation is already done: no 5 s poll interval in tests
     return _TrafficProvider()
 

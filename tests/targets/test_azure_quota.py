@@ -19,7 +19,7 @@ from azure.core.credentials import AccessToken
 from httpfakes import JsonHandler
 
 from mdeploy.errors import CloudError, PrerequisiteError
-from mdeploy.targets.azure.ops import ARM_SCOPE, ARM_URL_ENV
+from mdeploy.targets.azure.arm import ARM_SCOPE, ARM_URL_ENV
 from mdeploy.targets.azure.quota import needed_vcpus, quota_problem, subscription_id
 from mdeploy.targets.azure.target import TARGET
 from mdeploy.targets.base import EndpointArgs
@@ -183,7 +183,7 @@ def test_target_hook_reads_the_subscription(
     arm: FakeArm, endpoint_args_azure, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUB)
-    monkeypatch.setattr("mdeploy.targets.azure.ops._default_credential", lambda: StubCredential())
+    monkeypatch.setattr("mdeploy.targets.azure.arm.default_credential", lambda: StubCredential())
     problem = TARGET.quota_problem(dataclasses.replace(endpoint_args_azure, replicas_min=4))
     assert problem is not None and problem.needed == 96
 

@@ -1,9 +1,8 @@
 """
 Day-2 operations on an Azure ML managed online endpoint: status, traffic, invoke.
 
-Plain HTTPS against Azure Resource Manager (ARM) and the endpoint's scoring URI, with an
-azure-identity credential for the ARM token: azure-ai-ml is not a dependency (it pins an
-OpenTelemetry that conflicts with Pulumi's). The routes, all under the endpoint's ARM id
+ARM calls go through the shared client (`arm.py`: token, paging, async-operation polling,
+error mapping); the scoring URI is called here. The routes, all under the endpoint's ARM id
 `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/
 workspaces/{ws}/onlineEndpoints/{name}` with `api-version` API_VERSION:
 
@@ -19,15 +18,13 @@ Scoring: `POST <scoring_uri>` with `Authorization: Bearer <key|token>`; the head
 `azureml-model-deployment: <name>` pins one deployment and bypasses the traffic split.
 
 Keys and tokens are secrets: they are kept only for the call that needs them, never logged,
-never put in an error message or a repr. `MDEPLOY_AZURE_ARM_URL` replaces the ARM base URL
-(tests point it at a fake on 127.0.0.1).
+never put in an error message or a repr.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 import urllib.error
@@ -37,11 +34,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mdeploy.errors import CloudError, InputError, PrerequisiteError
+from mdeploy.errors import CloudError, InputError
+from mdeploy.targets.azure.arm import ArmClient, ConflictError, reason
 from mdeploy.targets.base import (
     REVISION_ENV,
     EndpointHealth,
-    NotFoundError,
     VersionHealth,
     VersionSpec,
     base_version,
@@ -53,8 +50,6 @@ from mdeploy.targets.base import (
 __all__ = [
     "AAD_SCORING_SCOPE",
     "API_VERSION",
-    "ARM_SCOPE",
-    "ARM_URL_ENV",
     "AzureOps",
     "EndpointRef",
     "masked",
@@ -63,13 +58,9 @@ __all__ = [
 # GA Microsoft.MachineLearningServices version (REST reference "Online Endpoints"); the
 # Pulumi provider itself uses 2025-12-01, both accept the same endpoint body.
 API_VERSION = "2024-04-01"
-ARM_URL_ENV = "MDEPLOY_AZURE_ARM_URL"
-DEFAULT_ARM_URL = "https://management.azure.com"
-ARM_SCOPE = "https://management.azure.com/.default"
 AAD_SCORING_SCOPE = "https://ml.azure.com/.default"
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 CONFLICT_RETRIES = 12  # PUTs refused with 409 while the endpoint finishes another operation
-_TERMINAL = ("succeeded", "failed", "canceled", "cancelled")
 _READ_ONLY = ("provisioningState", "scoringUri", "swaggerUri")
 # provisioningState of endpoints and deployments (REST reference, EndpointProvisioningState
 # and DeploymentProvisioningState) → the one health vocabulary of targets/base.py.
@@ -87,7 +78,6 @@ _ARM_ID = re.compile(
     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)/onlineEndpoints/(?P<ep>[^/]+)$",
     re.IGNORECASE,
 )
-_CREDENTIALS_HINT = "run `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
 _SCORING_HINTS = {
     401: "the key or token was refused: keys may have been rotated, or the caller lacks "
     "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action (aad_token)",
@@ -160,16 +150,22 @@ class AzureOps:
         wait_timeout_s: float = 1800.0,
     ) -> None:
         self.ref = ref
-        self.arm_url = (arm_url or os.environ.get(ARM_URL_ENV) or DEFAULT_ARM_URL).rstrip("/")
+        self.arm = ArmClient(
+            API_VERSION, credential=credential, base_url=arm_url, timeout_s=timeout_s
+        )
         self.scoring_uri = scoring_uri
         self.auth_mode = auth_mode
         self.timeout_s = timeout_s
         self.poll_interval_s = poll_interval_s
         self.wait_timeout_s = wait_timeout_s
-        self._credential = credential
 
     def __repr__(self) -> str:
         return f"AzureOps(endpoint={self.ref.endpoint!r}, workspace={self.ref.workspace!r})"
+
+    @property
+    def arm_url(self) -> str:
+        """The ARM base URL (metrics.py builds Azure Monitor URLs on it)."""
+        return self.arm.base_url
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], **kwargs: Any) -> AzureOps:
@@ -201,13 +197,9 @@ class AzureOps:
 
     def deployments(self) -> list[dict[str, Any]]:
         """Every deployment under the endpoint, following `nextLink` pages."""
-        url: str | None = self._url(f"{self.ref.path}/deployments")
-        found: list[dict[str, Any]] = []
-        while url:
-            page = self._arm("GET", url, what=f"deployments of {self.ref.endpoint}")
-            found.extend(page.get("value") or [])
-            url = page.get("nextLink")
-        return found
+        return self.arm.list(
+            f"{self.ref.path}/deployments", what=f"deployments of {self.ref.endpoint}"
+        )
 
     def traffic(self) -> dict[str, int]:
         """The live traffic split of the endpoint."""
@@ -416,7 +408,7 @@ class AzureOps:
             token = self._arm("POST", f"{self.ref.path}/token", body={}, what="endpoint token")
             value = token.get("accessToken")
         else:
-            value = self._token(AAD_SCORING_SCOPE)
+            value = self.arm.token(AAD_SCORING_SCOPE)
         if not value:
             raise CloudError(f"endpoint {self.ref.endpoint} returned no {mode} credential")
         return str(value)
@@ -434,107 +426,32 @@ class AzureOps:
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             raise CloudError(
-                f"cannot reach the scoring URI of {self.ref.endpoint}: {_reason(exc)}",
+                f"cannot reach the scoring URI of {self.ref.endpoint}: {reason(exc)}",
                 hint="with public network access disabled, call from inside the workspace's "
                 "private network",
             ) from None
 
     def _wait(self, operation_url: str | None, reply: Mapping[str, Any]) -> None:
         """Poll the Azure-AsyncOperation URL (else the endpoint) until a terminal state."""
-        deadline = time.monotonic() + self.wait_timeout_s
-        state = (reply.get("properties") or {}).get("provisioningState")
-        while True:
-            if operation_url:
-                state = self._arm("GET", operation_url, what="async operation").get("status")
-            if state is None or str(state).lower() in _TERMINAL:
-                break
-            if time.monotonic() > deadline:
-                raise CloudError(
-                    f"endpoint {self.ref.endpoint} still {state} after {self.wait_timeout_s:.0f} s",
-                    hint="check `mdeploy status`; the operation may still finish",
-                )
-            time.sleep(self.poll_interval_s)
-            if not operation_url:
-                state = (self.endpoint().get("properties") or {}).get("provisioningState")
-        if state is not None and str(state).lower() != "succeeded":
-            raise CloudError(
-                f"update of endpoint {self.ref.endpoint} ended {state}",
-                hint="see the endpoint's activity log in the Azure portal",
-            )
-
-    def _token(self, scope: str) -> str:
-        try:
-            from azure.core.exceptions import ClientAuthenticationError
-        except ImportError:
-            raise PrerequisiteError(
-                "azure-identity is needed for Azure day-2 operations",
-                hint="pip install 'mdeploy[azure]'",
-            ) from None
-        try:
-            return str(self._get_credential().get_token(scope).token)
-        except ClientAuthenticationError as exc:
-            first = str(getattr(exc, "message", None) or exc).splitlines()[0][:300]
-            raise PrerequisiteError(
-                f"no usable Azure credentials: {first}", hint=_CREDENTIALS_HINT
-            ) from None
-
-    def _get_credential(self) -> Any:
-        if self._credential is None:
-            self._credential = _default_credential()
-        return self._credential
-
-    def _url(self, path_or_url: str) -> str:
-        if path_or_url.startswith(("http://", "https://")):
-            return path_or_url
-        return f"{self.arm_url}{path_or_url}?api-version={API_VERSION}"
+        self.arm.wait(
+            operation_url,
+            (reply.get("properties") or {}).get("provisioningState"),
+            what=f"endpoint {self.ref.endpoint}",
+            current_state=lambda: (self.endpoint().get("properties") or {}).get(
+                "provisioningState"
+            ),
+            poll_interval_s=self.poll_interval_s,
+            timeout_s=self.wait_timeout_s,
+        )
 
     def _arm(self, method: str, path: str, *, body: Any = None, what: str) -> dict[str, Any]:
-        return self._arm_full(method, path, body=body, what=what)[0]
+        """One ARM call through the shared client (metrics.py reads Azure Monitor with it)."""
+        return self.arm.call(method, path, body=body, what=what)
 
     def _arm_full(
         self, method: str, path: str, *, body: Any = None, what: str
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        """One ARM call: bearer token, JSON both ways, errors mapped to CloudError."""
-        headers = {
-            "Authorization": f"Bearer {self._token(ARM_SCOPE)}",
-            "Accept": "application/json",
-        }
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self._url(path), data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
-                raw = reply.read()
-                got = {k.lower(): v for k, v in reply.headers.items()}
-        except urllib.error.HTTPError as exc:
-            raise _arm_error(exc, method, what) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise CloudError(
-                f"cannot reach Azure Resource Manager ({what}): {_reason(exc)}"
-            ) from None
-        try:
-            parsed = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            raise CloudError(f"Azure Resource Manager returned invalid JSON for {what}") from None
-        return (parsed if isinstance(parsed, dict) else {}), got
-
-
-def _default_credential() -> Any:
-    """DefaultAzureCredential, or a client-secret one from Pulumi's ARM_* variables."""
-    try:
-        from azure.identity import ClientSecretCredential, DefaultAzureCredential
-    except ImportError:
-        raise PrerequisiteError(
-            "azure-identity is needed for Azure day-2 operations",
-            hint="pip install 'mdeploy[azure]'",
-        ) from None
-    env = os.environ
-    arm = ("ARM_TENANT_ID", "ARM_CLIENT_ID", "ARM_CLIENT_SECRET")
-    if not env.get("AZURE_CLIENT_ID") and all(env.get(k) for k in arm):
-        return ClientSecretCredential(*(env[k] for k in arm))
-    return DefaultAzureCredential()
+        return self.arm.call_full(method, path, body=body, what=what)
 
 
 def _put_body(endpoint: Mapping[str, Any], traffic: dict[str, int]) -> dict[str, Any]:
@@ -571,45 +488,9 @@ def _encode(body: bytes | str | Mapping[str, Any]) -> bytes:
     return body.encode() if isinstance(body, str) else json.dumps(body).encode()
 
 
-class ConflictError(CloudError):
-    """ARM answered 409: another operation runs on the resource; retrying later may work."""
-
-
-def _arm_error(exc: urllib.error.HTTPError, method: str, what: str) -> CloudError:
-    code, message = _arm_error_parts(exc)
-    hints = {
-        401: _CREDENTIALS_HINT,
-        403: "the identity needs Contributor or AzureML Data Scientist on the workspace",
-        404: "not found: was `mdeploy up` run in this subscription, and is the stack right?",
-        409: "another operation is running on the endpoint; retry when it finishes",
-    }
-    detail = f" {code}: {message}" if code or message else ""
-    kind = {404: NotFoundError, 409: ConflictError}.get(exc.code, CloudError)
-    return kind(
-        f"Azure Resource Manager {method} ({what}) failed: HTTP {exc.code}{detail}",
-        hint=hints.get(exc.code),
-    )
-
-
-def _arm_error_parts(exc: urllib.error.HTTPError) -> tuple[str, str]:
-    try:
-        body = json.loads(exc.read() or b"{}")
-    except (ValueError, OSError):
-        return "", ""
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return "", ""
-    return str(error.get("code") or ""), str(error.get("message") or "")[:500]
-
-
 def _error_text(exc: urllib.error.HTTPError) -> str:
     try:
         text = exc.read(2000).decode("utf-8", errors="replace").strip()
     except OSError:
         return ""
     return " ".join(text.split())[:300]
-
-
-def _reason(exc: Exception) -> str:
-    reason = getattr(exc, "reason", None)
-    return str(reason if reason is not None else exc)

@@ -23,12 +23,11 @@ import json
 import math
 import os
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mdeploy.errors import CloudError, PrerequisiteError
+from mdeploy.errors import CloudError
+from mdeploy.targets.azure.arm import ArmClient
 from mdeploy.targets.base import EndpointArgs, QuotaProblem
 
 __all__ = ["QUOTA_API_VERSION", "SKIP_RESERVATION", "needed_vcpus", "quota_problem"]
@@ -67,8 +66,8 @@ def quota_problem(
     base = (
         f"/subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/{args.region}"
     )
-    arm = _Arm(credential)
-    size = _size(arm.list(f"{base}/vmSizes", "VM sizes"), args.instance_type)
+    arm = ArmClient(QUOTA_API_VERSION, credential=credential)
+    size = _size(arm.list(f"{base}/vmSizes", what="VM sizes"), args.instance_type)
     if size is None or "MIR" not in (size.get("supportedComputeTypes") or []):
         return QuotaProblem(
             quota_name=f"{args.instance_type} for managed online endpoints in {args.region}",
@@ -79,7 +78,7 @@ def quota_problem(
             "reference-managed-online-endpoints-vm-sku-list",
         )
     needed = needed_vcpus(args.instance_type, args.replicas_min, int(size.get("vCPUs") or 0))
-    usages = arm.list(f"{base}/usages", "quota usages")
+    usages = arm.list(f"{base}/usages", what="quota usages")
     family = str(size.get("family") or "")
     for name, usage in (
         (f"{family} dedicated vCPUs", _family_usage(usages, family)),
@@ -143,61 +142,3 @@ def _total_usage(usages: list[dict[str, Any]]) -> dict[str, Any] | None:
         if (usage.get("name") or {}).get("value") == _TOTAL:
             return usage
     return None
-
-
-class _Arm:
-    """GETs against ARM with the same credential and error mapping as AzureOps."""
-
-    def __init__(self, credential: Any) -> None:
-        from mdeploy.targets.azure.ops import ARM_URL_ENV, DEFAULT_ARM_URL
-
-        self.base = (os.environ.get(ARM_URL_ENV) or DEFAULT_ARM_URL).rstrip("/")
-        self._credential = credential
-
-    def list(self, path: str, what: str) -> list[dict[str, Any]]:
-        """Every item of a paged ARM list (`value`, following `nextLink`)."""
-        url: str | None = f"{self.base}{path}?api-version={QUOTA_API_VERSION}"
-        items: list[dict[str, Any]] = []
-        for _ in range(100):  # bounded: ARM pages are large
-            if not url:
-                break
-            page = self._get(url, what)
-            items += [v for v in page.get("value") or [] if isinstance(v, dict)]
-            url = page.get("nextLink")
-        return items
-
-    def _get(self, url: str, what: str) -> dict[str, Any]:
-        from azure.core.exceptions import ClientAuthenticationError
-
-        from mdeploy.targets.azure.ops import (
-            _CREDENTIALS_HINT,
-            ARM_SCOPE,
-            _arm_error,
-            _default_credential,
-            _reason,
-        )
-
-        if self._credential is None:
-            self._credential = _default_credential()
-        try:
-            token = self._credential.get_token(ARM_SCOPE).token
-        except ClientAuthenticationError as exc:
-            first = str(getattr(exc, "message", None) or exc).splitlines()[0][:300]
-            raise PrerequisiteError(
-                f"no usable Azure credentials: {first}", hint=_CREDENTIALS_HINT
-            ) from None
-        request = urllib.request.Request(
-            url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as reply:
-                body = json.loads(reply.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            raise _arm_error(exc, "GET", what) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise CloudError(
-                f"cannot reach Azure Resource Manager ({what}): {_reason(exc)}"
-            ) from None
-        except ValueError:
-            raise CloudError(f"Azure Resource Manager returned invalid JSON for {what}") from None
-        return body if isinstance(body, dict) else {}
