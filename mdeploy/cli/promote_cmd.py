@@ -33,6 +33,7 @@ from mdeploy.cli._common import (
 from mdeploy.target_names import placement_names
 
 if TYPE_CHECKING:
+    from mdeploy.deploy.program import Resolved
     from mdeploy.ops.checks import MetricsSource, SmokeCheck
     from mdeploy.ops.promote import Settings
     from mdeploy.ops.state import StateStore
@@ -70,16 +71,17 @@ def _interactive() -> bool:
     return interactive()
 
 
-def live_ops(loaded: LoadedSpec, target: str) -> tuple[str, Any]:
+def live_ops(loaded: LoadedSpec, target: str, resolved: Resolved | None = None) -> tuple[str, Any]:
     """(stack name, the target's day-2 client) from the deployed stack's outputs.
 
     Reads the outputs unmasked (a Kubernetes API key is one); they stay in memory.
+    `resolved` (the command's own `resolve`) is passed through, so the planner runs once.
     Tests replace this function.
     """
     from mdeploy.deploy.stack import live_ops as stack_ops
     from mdeploy.deploy.stack import prepare
 
-    op = prepare(loaded, target, deploying=True)
+    op = prepare(loaded, target, deploying=True, resolved=resolved)
     return op.stack, stack_ops(op)
 
 
@@ -252,7 +254,7 @@ def promote_cmd(
             else:
                 _render_plan(doc)
             return
-        stack, ops = live_ops(loaded, target)
+        stack, ops = live_ops(loaded, target, resolved)
         if metrics_url is None:
             metrics = _platform_metrics(resolved.target, ops)
         plan = plan_for(stack)

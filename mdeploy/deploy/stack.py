@@ -47,6 +47,7 @@ from mdeploy.targets import get_target
 from mdeploy.targets.base import EndpointHealth
 
 if TYPE_CHECKING:
+    from mdeploy.deploy.program import Resolved
     from mdeploy.deploy.progress import Progress
     from mdeploy.spec import LoadedSpec
 
@@ -77,20 +78,23 @@ def prepare(
     need_secrets: bool = False,
     config: dict[str, str] | None = None,
     deploying: bool = True,
+    resolved: Resolved | None = None,
 ) -> Operation:
     """
     Run every check, in the documented order, and return what the operation needs.
 
     `config` is extra stack config (e.g. {"mdeploy:awsAccountId": "..."}), stored on the stack.
     `deploying` (up, preview) applies the prod guardrails; destroy, status and outputs skip
-    them, so an endpoint stays removable after its spec stopped complying.
+    them, so an endpoint stays removable after its spec stopped complying. `resolved` is
+    `resolve(loaded, target)` when the caller already has it (promote): planned once.
     """
     extra = parse_config(config or {})
     if deploying and loaded.strict:
         from mdeploy.spec import check_guardrails
 
         check_guardrails(loaded)
-    resolved = resolve(loaded, target)
+    if resolved is None:
+        resolved = resolve(loaded, target)
     target_obj = get_target(resolved.target)
     blocked = target_obj.unsupported(loaded.spec)
     if blocked:

@@ -107,6 +107,8 @@ def synth_targets(
 
     Returns the graphs and, with `all_targets`, the targets skipped because nothing fits
     there ({target, reason}); a single requested target that cannot be synthesized raises.
+    The planner runs once, or once per target with `all_targets` (each target is planned
+    over its own catalog targets, in its own worker).
     """
     from mdeploy.errors import PolicyError
 
@@ -128,7 +130,10 @@ def synth_targets(
                 hint="run `mdeploy plan SPEC` to see every rejection",
             )
         return results, skipped
-    return [synth(loaded, target or _chosen_target(loaded))], []
+    if target:
+        return [synth(loaded, target)], []
+    chosen, plan = _overall_plan(loaded)
+    return [synth(loaded, chosen, plan=plan)], []
 
 
 def _synth_each(
@@ -209,8 +214,14 @@ def _unpack(packed: tuple[str, Any, str, str | None]) -> SynthResult | PolicyErr
     raise error(message, hint=hint)
 
 
-def _chosen_target(loaded: LoadedSpec) -> str:
-    """The planner's overall pick (what `mdeploy plan` recommends)."""
+def _overall_plan(loaded: LoadedSpec) -> tuple[str, Plan]:
+    """
+    The planner's overall pick (what `mdeploy plan` recommends) and the plan over every
+    target that chose it (PolicyError if nothing fits).
+
+    Its chosen candidate is the best one of its target too, so synth builds that target's
+    args from this plan instead of planning the target again.
+    """
     from mdeploy.errors import PolicyError
     from mdeploy.plan import make_plan
     from mdeploy.targets import blocked_targets
@@ -222,7 +233,7 @@ def _chosen_target(loaded: LoadedSpec) -> str:
             "no offer fits this spec on any target",
             hint="run `mdeploy plan SPEC` to see every rejection",
         )
-    return plan.chosen.target
+    return plan.chosen.target, plan
 
 
 def synth_args(

@@ -60,7 +60,9 @@ def spec(tmp_path: Path) -> Path:
 @pytest.fixture
 def ops(monkeypatch: pytest.MonkeyPatch) -> MemoryOps:
     fake = MemoryOps()
-    monkeypatch.setattr(promote_cmd, "live_ops", lambda loaded, target: (STACK, fake))
+    monkeypatch.setattr(
+        promote_cmd, "live_ops", lambda loaded, target, resolved=None: (STACK, fake)
+    )
     return fake
 
 
