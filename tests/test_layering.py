@@ -27,19 +27,9 @@ ALLOWED = {
     "mdeploy/catalog/build.py": "catalog data: the per-cloud row builders",
     "mdeploy/catalog/refresh.py": "catalog data: the per-cloud refresh jobs",
 }
-# Still naming a cloud today (issue 12, not done yet); each must disappear from here when fixed:
-# the test fails on an entry that no longer names a cloud, so this list only shrinks.
-KNOWN_DEBT = {
-    "mdeploy/spec/models.py": "spec v1 format: placement.kubernetes (cluster and pools)",
-    "mdeploy/cli/spec_cmd.py": "checks placement.kubernetes pools against the catalog",
-    "mdeploy/deploy/prereqs.py": "the kube-context check (wants check_credentials(args))",
-    "mdeploy/deploy/preflight.py": "mdeploy:registry read for the kubernetes target only",
-    "mdeploy/plan/__init__.py": "plan is below targets: pools offered as 'kubernetes'",
-    "mdeploy/plan/placement.py": "the pools' target name",
-    "mdeploy/plan/pools.py": "KubernetesPool → offers",
-    "mdeploy/plan/topology.py": "SPLITTABLE_TARGETS and managed-target limits",
-    "mdeploy/targets/base.py": "EndpointArgs.from_plan reads placement.kubernetes",
-}
+# Files still naming a cloud (issue 12 emptied it); the test fails on an entry that no longer
+# names a cloud, so this list can only shrink, and it must stay empty.
+KNOWN_DEBT: dict[str, str] = {}
 
 
 def cloud_words() -> frozenset[str]:
@@ -139,6 +129,11 @@ def test_every_debt_entry_still_names_a_cloud() -> None:
         if rel not in modules or not cloud_mentions(modules[rel].read_text(), words)
     ]
     assert clean == []
+
+
+def test_no_debt_is_left() -> None:
+    """Issue 12 done: no core module outside ALLOWED names a cloud, none waits in KNOWN_DEBT."""
+    assert KNOWN_DEBT == {}
 
 
 def test_every_allowed_entry_exists() -> None:

@@ -1,0 +1,205 @@
+"""
+The facts `spec/`, `catalog/` and `plan/` read from the target folders as text (issue 12).
+
+`mdeploy/target_names.py` reads each `targets/<folder>/target.py` without importing it; these
+tests prove the text reading says what the imported classes say, and that a new folder's
+facts reach the spec format (its own `placement.<key>`) and the planner with no other edit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mdeploy.targets
+from mdeploy import target_names as names
+from mdeploy.targets import all_targets, refresh
+
+# A minimal target that takes the user's own pools under `placement.lab`; its methods are
+# never called here (only its text is read), so they do the least the contract allows.
+LAB_TARGET = '''
+"""A throwaway cluster target: the user's own pools under placement.lab."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from mdeploy.targets.base import EndpointArgs, Target
+
+class LabTarget(Target):
+    name: ClassVar[str] = "lab"
+    display_name: ClassVar[str] = "Lab cluster"
+    catalog_targets: ClassVar[tuple[str, ...]] = (
+        "lab",  # the pools, offered as target "lab"
+        "lab-cloud",
+    )
+    pool_placement: ClassVar[str | None] = "lab"
+    replica_unit: ClassVar[Literal["instance", "pods"]] = "pods"
+    pulumi_plugins: ClassVar[tuple[str, ...]] = ()
+    credentials_hint: ClassVar[str] = "nothing to set"
+    generic_registry: ClassVar[bool] = False
+    python_modules: ClassVar[tuple[str, ...]] = tuple(["pulumi"])
+
+    def component(self, resource_name: str, args: EndpointArgs, opts: Any = None) -> Any:
+        raise NotImplementedError
+
+    def registry_repository(self, args: EndpointArgs, stack_config: dict[str, str]) -> str:
+        raise NotImplementedError
+
+    def check_credentials(self) -> tuple[bool, str]:
+        return True, ""
+
+    def stack_config(self, args: EndpointArgs) -> dict[str, str]:
+        return {}
+
+
+TARGET = LabTarget()
+'''
+
+
+@pytest.fixture
+def lab_root(tmp_path: Path) -> Path:
+    """A `targets/` root holding only the throwaway `lab/` folder."""
+    folder = tmp_path / "targets" / "lab"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / "target.py").write_text(textwrap.dedent(LAB_TARGET))
+    return tmp_path / "targets"
+
+
+@pytest.fixture
+def lab(lab_root: Path) -> Iterator[str]:
+    """The lab folder joined to `mdeploy.targets.__path__` for this test only."""
+    saved = list(mdeploy.targets.__path__)
+    mdeploy.targets.__path__.append(str(lab_root))
+    refresh()
+    try:
+        yield "lab"
+    finally:
+        mdeploy.targets.__path__[:] = saved
+        for module in [m for m in sys.modules if m.startswith("mdeploy.targets.lab")]:
+            del sys.modules[module]
+        refresh()
+
+
+def test_facts_read_as_text_agree_with_the_imported_classes() -> None:
+    facts = {f.folder: f for f in names.target_facts()}
+    for target in all_targets():
+        read = facts[target.name]
+        assert read.catalog_targets == tuple(target.catalog_targets), target.name
+        assert read.pool_placement == target.pool_placement, target.name
+        assert read.replica_unit == target.replica_unit, target.name
+        assert read.instance_label == target.instance_label, target.name
+    pods = {
+        t
+        for target in all_targets()
+        if target.replica_unit == "pods"
+        for t in target.catalog_targets
+    }
+    assert names.splittable_targets() == pods
+    assert set(names.pool_placements()) == {t.pool_placement for t in all_targets()} - {None}
+
+
+def test_todays_facts_are_the_values_the_core_used_to_hand_write() -> None:
+    """The lists that lived in spec/models.py and plan/topology.py, now derived."""
+    assert names.default_clouds() == ("aws", "azure", "gcp", "coreweave")
+    assert names.pool_placements() == {"kubernetes": ("coreweave", "kubernetes")}
+    assert names.splittable_targets() == {"coreweave", "kubernetes"}
+    assert names.instance_labels() == {
+        "aws": "SageMaker real-time",
+        "azure": "Azure ML managed",
+        "gcp": "Vertex AI",
+    }
+
+
+def test_the_reader_takes_literals_and_nothing_else(lab_root: Path) -> None:
+    path = str(lab_root / "lab" / "target.py")
+    assert names._declared(path) == ("lab", "lab-cloud")  # spans lines, has a comment
+    assert names._declared(path, "pool_placement") == "lab"
+    assert names._declared(path, "generic_registry") is False
+    assert names._declared(path, "python_modules") is None  # an expression: not read
+    assert names._declared(path, "instance_label") is None  # not declared: the default
+    assert names._declared(path, "name") == "lab"
+
+
+def test_a_new_folder_brings_its_facts(lab: str) -> None:
+    assert names.pool_placements()[lab] == ("lab", "lab-cloud")
+    assert {"lab", "lab-cloud"} <= names.splittable_targets()
+    assert "lab-cloud" in names.default_clouds() and lab not in names.default_clouds()
+    assert lab not in names.instance_labels()
+    refresh()  # a cleared cache reads the same folder again
+    assert lab in names.pool_placements()
+
+
+# Run in a fresh interpreter: `Placement` gets its cluster fields when spec/models.py is
+# imported, so the folder must be on `mdeploy.targets.__path__` before that.
+PROBE = """
+import json, sys
+import mdeploy.targets
+mdeploy.targets.__path__.append(sys.argv[1])
+from pathlib import Path
+from mdeploy.errors import InputError, SpecError
+from mdeploy.plan.pools import pool_offers
+from mdeploy.spec import load_spec, schema
+from mdeploy.spec.models import Placement
+
+out = {"fields": list(Placement.model_fields), "keys": list(Placement.cluster_keys())}
+out["schema"] = schema()["$defs"]["Placement"]["properties"]["lab"]["description"]
+loaded = load_spec(Path(sys.argv[2]))
+out["clusters"] = sorted(loaded.spec.placement.clusters())
+out["offers"] = [(o.target, o.instance_type, o.source) for o in pool_offers(loaded.spec)]
+try:
+    load_spec(Path(sys.argv[3]))
+except SpecError as exc:
+    out["no_pools"] = [str(i) for i in exc.issues]
+try:
+    pool_offers(load_spec(Path(sys.argv[4])).spec)
+except InputError as exc:
+    out["unknown_gpu"] = exc.message
+print(json.dumps(out))
+"""
+
+SPEC = """\
+apiVersion: mdeploy/v1
+kind: Deployment
+metadata: {name: tiny}
+model: {id: acme/tiny-7b}
+placement:
+  clouds: [lab]
+  lab:
+    namespace: ml
+    pools:
+      - {name: big, gpu: H100, gpu_count: 8, gpu_memory_gib: 79.0, country: DE}
+"""
+
+
+def test_a_new_cluster_target_gets_its_own_placement_key(lab_root: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(SPEC)
+    no_pools = tmp_path / "no_pools.yaml"
+    no_pools.write_text(SPEC.split("  lab:")[0])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(
+        SPEC.replace("gpu: H100", "gpu: NOPE-9").replace(", gpu_memory_gib: 79.0", "")
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE, str(lab_root), str(good), str(no_pools), str(unknown)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["keys"] == ["kubernetes", "lab"] and out["fields"][-2:] == ["kubernetes", "lab"]
+    assert out["schema"] == "Cluster settings for lab/lab-cloud."
+    assert out["clusters"] == ["lab"]
+    assert out["offers"] == [["lab", "big", "spec placement.lab.pools"]]
+    assert any("cloud 'lab' needs placement.lab.pools" in issue for issue in out["no_pools"])
+    assert out["unknown_gpu"].startswith("placement.lab.pools[big].gpu: ")
