@@ -100,11 +100,16 @@ def placement_names() -> tuple[str, ...]:
 
 def pool_placements() -> dict[str, tuple[str, ...]]:
     """`placement.<key>` of each target that takes the user's pools → its catalog targets."""
-    return {
-        facts.pool_placement: facts.catalog_targets
-        for facts in target_facts()
+    return dict(_pools(_roots()))
+
+
+@lru_cache(maxsize=8)
+def _pools(roots: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple(
+        (facts.pool_placement, facts.catalog_targets)
+        for facts in _facts(roots)
         if facts.pool_placement
-    }
+    )
 
 
 def default_clouds() -> tuple[str, ...]:
@@ -120,10 +125,18 @@ def default_clouds() -> tuple[str, ...]:
 
 
 def splittable_targets() -> frozenset[str]:
-    """Catalog targets where a replica is pods asking for N GPUs on shared nodes."""
+    """Catalog targets where a replica is pods asking for N GPUs on shared nodes.
+
+    Asked once per offer while ranking, hence the cache of the answer itself.
+    """
+    return _splittable(_roots())
+
+
+@lru_cache(maxsize=8)
+def _splittable(roots: tuple[str, ...]) -> frozenset[str]:
     return frozenset(
         name
-        for facts in target_facts()
+        for facts in _facts(roots)
         if facts.replica_unit == "pods"
         for name in facts.catalog_targets
     )
@@ -143,6 +156,8 @@ def clear_caches() -> None:
     """Forget what was read (`mdeploy.targets.refresh()` calls it after a folder is added)."""
     _scan.cache_clear()
     _facts.cache_clear()
+    _pools.cache_clear()
+    _splittable.cache_clear()
     _declared.cache_clear()
 
 
