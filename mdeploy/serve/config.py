@@ -27,6 +27,10 @@ MDEPLOY_MAX_CONNECTIONS     open client connections before new requests get 503 
 MDEPLOY_ACCESS_LOG          1: one access line per request at INFO (default: only 5xx)
 MDEPLOY_FAST_PATH           0: every request through the ASGI app (default 1: routes
                             needing no translation are proxied by `fastpath.py`)
+MDEPLOY_WORKERS             adapter processes sharing the port (`workers.py`): a
+                            number, or auto (default): one per 4 usable cores,
+                            1 to 4; the connection and fan-out limits above are
+                            totals, split between them
 ==========================  ======================================================
 
 The grace default stays under SageMaker's 30 s between SIGTERM and SIGKILL. The API key is
@@ -89,6 +93,7 @@ class ServeConfig:
     max_connections: int = 1024
     access_log: bool = False
     fast_path: bool = True
+    workers: int = 1
 
     @property
     def platform(self) -> str:
@@ -150,7 +155,42 @@ def load_config(
         max_connections=_int(environ, "MDEPLOY_MAX_CONNECTIONS", 1024, low=1),
         access_log=_flag(environ, "MDEPLOY_ACCESS_LOG"),
         fast_path=_flag(environ, "MDEPLOY_FAST_PATH", default=True),
+        workers=_workers(environ),
     )
+
+
+MAX_WORKERS = 64
+_CORES_PER_AUTO_WORKER = 4  # leave vLLM's own processes (API server, engine core) their cores
+_MAX_AUTO_WORKERS = 4
+
+
+def _workers(environ: Mapping[str, str]) -> int:
+    """MDEPLOY_WORKERS: a count, or `auto` (default) from the cores this process may use."""
+    raw = environ.get("MDEPLOY_WORKERS", "").strip().lower()
+    if raw in ("", "auto"):
+        return max(1, min(_MAX_AUTO_WORKERS, usable_cores() // _CORES_PER_AUTO_WORKER))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
+        raise ServeConfigError(f"MDEPLOY_WORKERS={raw!r}: expected auto or 1 to {MAX_WORKERS}")
+    return int(raw)
+
+
+def usable_cores() -> int:
+    """
+    Cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota
+    (`/sys/fs/cgroup/cpu.max`, how Kubernetes limits and `docker run --cpus` show inside).
+    """
+    import math
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as limits:
+            quota, period = limits.read().split()[:2]
+        if quota != "max":
+            cores = min(cores or 1, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores or 1
 
 
 def _api_key(environ: Mapping[str, str]) -> str | None:

@@ -472,24 +472,21 @@ class _Client(asyncio.Protocol):
         self.busy = True
         self.status = 0
         method, query = self.method, self.query
-        target = self.s.engine_prefix + route + (b"?" + query if query else b"")
-        length = b"" if not body and method != b"POST" else b"content-length: %d\r\n" % len(body)
-        payload = b"".join(
-            [
+        self._dispatch(
+            b"%s %s%s%s HTTP/1.1\r\nhost: %s\r\n%s%s%s\r\n%s"
+            % (
                 method,
-                b" ",
-                target,
-                b" HTTP/1.1\r\nhost: ",
+                self.s.engine_prefix,
+                route,
+                b"?" + query if query else b"",
                 self.pool.authority,
-                b"\r\n",
-                length,
-                *parsed.lines,
+                b"content-length: %d\r\n" % len(body) if body or method == b"POST" else b"",
+                b"".join(parsed.lines),
                 parsed.extra(by_body),
-                b"\r\n",
                 body,
-            ]
+            ),
+            retry=True,
         )
-        self._dispatch(payload, retry=True)
 
     def _dispatch(self, payload: bytes, *, retry: bool) -> None:
         """Send on an idle pooled connection (`retry`: once more if it was stale) or a new one."""

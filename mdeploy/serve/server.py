@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
@@ -28,7 +29,7 @@ from mdeploy.serve.config import ServeConfig
 from mdeploy.serve.engine import EngineProcess, engine_command
 from mdeploy.serve.protocol import with_header_deadline
 
-__all__ = ["configure_logging", "run", "summary"]
+__all__ = ["configure_logging", "run", "serve", "summary"]
 
 log = logging.getLogger("mdeploy.serve")
 
@@ -74,7 +75,17 @@ def summary(config: ServeConfig, engine_cmd: Sequence[str] | None = None) -> lis
             else "none in the adapter (MDEPLOY_API_KEY unset)"
         ),
         f"http: {_http_stack()}",
+        _workers_line(config),
     ]
+
+
+def _workers_line(config: ServeConfig) -> str:
+    if config.workers == 1:
+        return "workers: 1 process (MDEPLOY_WORKERS)"
+    return (
+        f"workers: {config.workers} processes on one port (SO_REUSEPORT); limits above are "
+        "totals, split between them"
+    )
 
 
 def _http_stack() -> str:
@@ -130,12 +141,9 @@ def run(
     Serve until stopped; return the process exit code.
 
     `announce` receives the startup summary (default: logged to stderr). Raises
-    EngineConfigError when the engine cannot be started as configured.
+    EngineConfigError when the engine cannot be started as configured. With more than one
+    worker (MDEPLOY_WORKERS) the processes are supervised by `workers.py`.
     """
-    import uvicorn  # the heavy import happens only when serving
-
-    from mdeploy.serve.app import Adapter
-
     configure_logging()
     environ = os.environ if environ is None else environ
     command = (
@@ -144,7 +152,31 @@ def run(
         else None
     )
     (announce or _log_lines)(summary(config, command))
+    if config.workers > 1:
+        from mdeploy.serve.workers import supervise
+
+        return supervise(config, command)
     process = EngineProcess.start(command) if command else None
+    try:
+        return serve(config, process)
+    finally:
+        if process is not None and process.poll() is None:
+            process.stop()
+
+
+def serve(
+    config: ServeConfig, process: EngineProcess | None, sockets: list[socket.socket] | None = None
+) -> int:
+    """
+    Run one adapter (fast path + app) on uvicorn until it stops; return its exit code.
+
+    `process`: the engine this adapter watches and stops (None when it owns none, or when a
+    supervisor does); `sockets`: already listening sockets to serve instead of binding.
+    """
+    import uvicorn  # the heavy import happens only when serving
+
+    from mdeploy.serve.app import Adapter
+
     adapter = Adapter(config, engine=process)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -171,9 +203,5 @@ def run(
         server.should_exit = True
 
     adapter.on_fatal = stop
-    try:
-        server.run()
-    finally:
-        if process is not None and process.poll() is None:
-            process.stop()
+    server.run(sockets=sockets)
     return adapter.exit_code

@@ -124,7 +124,9 @@ class Processes:
         """Start `python -m mdeploy.serve` on loopback; wait until its liveness route answers."""
         port = port or free_port()
         argv = [sys.executable, "-m", "mdeploy.serve", "--host", "127.0.0.1", *args]
-        env = {"MDEPLOY_GRACE_SECONDS": "2", **(env or {})}  # teardown never waits long
+        # Teardown never waits long; one process unless a test asks for workers, so that
+        # what a test sees does not depend on the cores of the machine it runs on.
+        env = {"MDEPLOY_GRACE_SECONDS": "2", "MDEPLOY_WORKERS": "1", **(env or {})}
         if "--port" not in args and not env.get("AIP_HTTP_PORT"):
             argv += ["--port", str(port)]
         proc = self.start(argv, f"http://127.0.0.1:{port}", env)
