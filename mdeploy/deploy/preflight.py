@@ -24,7 +24,7 @@ from mdeploy.deploy.prereqs import check_placement
 from mdeploy.errors import CloudError, PolicyError, PrerequisiteError
 
 if TYPE_CHECKING:
-    from mdeploy.deploy.stack import Operation
+    from mdeploy.deploy.operation import Operation
     from mdeploy.image.refs import ImageRef
 
 __all__ = ["IMAGE_REPOSITORY_KEY", "check_quota", "pin_image", "preflight"]
