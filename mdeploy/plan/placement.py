@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
 
+import mdeploy.plan.policy as policy
+import mdeploy.plan.topology as topo
 from mdeploy.catalog._store import OfferGroup, OfferView
 from mdeploy.catalog.models import Offer
-from mdeploy.plan import policy
-from mdeploy.plan import topology as topo
 from mdeploy.plan.engine import engine_args
 from mdeploy.plan.fit import Fit, Sizing
 from mdeploy.plan.models import Candidate, Rejection

@@ -155,7 +155,7 @@ def run(
     if config.workers > 1:
         from mdeploy.serve.workers import supervise
 
-        return supervise(config, command)
+        return supervise(config, command, serve)
     process = EngineProcess.start(command) if command else None
     try:
         return serve(config, process)

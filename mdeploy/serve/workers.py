@@ -36,7 +36,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from mdeploy.serve.config import ServeConfig
@@ -84,7 +84,11 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
-def supervise(config: ServeConfig, command: Sequence[str] | None) -> int:
+# One adapter on given sockets, until it stops: `server.serve` (passed in: no import circle).
+Serve = Callable[[ServeConfig, EngineProcess | None, list[socket.socket]], int]
+
+
+def supervise(config: ServeConfig, command: Sequence[str] | None, serve: Serve) -> int:
     """Start the engine (if owned) and the workers; return the exit code (see module doc)."""
     # Imported once here, shared by every forked worker.
     import uvicorn  # noqa: F401
@@ -98,15 +102,20 @@ def supervise(config: ServeConfig, command: Sequence[str] | None) -> int:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, exc.strerror or exc)
         return EXIT_FAILED
     engine = EngineProcess.start(command) if command else None
-    supervisor = _Supervisor(share(config), sockets, engine)
+    supervisor = _Supervisor(share(config), sockets, engine, serve)
     return supervisor.run()
 
 
 class _Supervisor:
     def __init__(
-        self, config: ServeConfig, sockets: list[socket.socket], engine: EngineProcess | None
+        self,
+        config: ServeConfig,
+        sockets: list[socket.socket],
+        engine: EngineProcess | None,
+        serve: Serve,
     ) -> None:
         self.config = config
+        self.serve = serve
         self.sockets = sockets
         self.engine = engine
         self.pids: dict[int, int] = {}  # pid → worker slot
@@ -172,7 +181,7 @@ class _Supervisor:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the worker (tested through processes)
-            _worker(self.config, self.sockets, slot)
+            _worker(self.serve, self.config, self.sockets, slot)
         self.pids[pid] = slot
         log.info("worker %d started (pid %d)", slot + 1, pid)
 
@@ -198,7 +207,7 @@ class _Supervisor:
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _worker(config: ServeConfig, sockets: list[socket.socket], slot: int) -> None:
+def _worker(serve: Serve, config: ServeConfig, sockets: list[socket.socket], slot: int) -> None:
     """In the forked worker: serve on this slot's socket, then leave without cleanup."""
     code = EXIT_FAILED
     try:
@@ -209,9 +218,7 @@ def _worker(config: ServeConfig, sockets: list[socket.socket], slot: int) -> Non
         for sock in sockets:
             if sock is not mine:
                 sock.close()
-        from mdeploy.serve.server import serve
-
-        code = serve(config, None, sockets=[mine])
+        code = serve(config, None, [mine])
     except BaseException:  # a worker must never return into the supervisor's code
         log.exception("worker %d failed", slot + 1)
     finally:
