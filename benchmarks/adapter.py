@@ -46,7 +46,7 @@ from typing import ClassVar
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "bench/model"
 NGINX_CONF = """daemon off;
-worker_processes 1;
+worker_processes {workers};
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -222,12 +222,13 @@ def cpu_seconds(pid: int | None) -> float | None:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def nginx_workers(master: int) -> list[int]:
+def children_of(parent: int) -> list[int]:
+    """The child processes of `parent`: nginx's workers, the adapter's (MDEPLOY_WORKERS)."""
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
                     out.append(int(entry.name))
             except (OSError, ValueError, IndexError):
                 continue
@@ -362,6 +363,7 @@ def fanout(args: argparse.Namespace, engine_port: int, env: dict[str, str]) -> d
         "AIP_PREDICT_ROUTE": route,
         "AIP_HEALTH_ROUTE": "/v1/endpoints/1/deployedModels/2",
         "MDEPLOY_MAX_INSTANCES": str(args.fanout),
+        "MDEPLOY_WORKERS": "1",  # file handles are counted in one process
     }
     argv = [sys.executable, *_cwd_safe(args), "-m", "mdeploy.serve", "--host", "127.0.0.1"]
     adapter = start(argv, port, vertex)
@@ -536,6 +538,12 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--stream-clients", type=int, default=64)
     p.add_argument("--streams", type=int, default=3, help="streams per streaming client")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes for both proxies: MDEPLOY_WORKERS and nginx's worker_processes",
+    )
     p.add_argument("--adapter-pythonpath", default=None)
     p.add_argument("--adapter-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
@@ -566,7 +574,10 @@ def main() -> None:
         engine_port, adapter_port, nginx_port = free_port(), free_port(), free_port()
         engine = start([sys.executable, __file__, "--serve-engine", str(engine_port)], engine_port)
         procs.append(engine)
-        env = {"MDEPLOY_ENGINE_URL": f"http://127.0.0.1:{engine_port}"}
+        env = {
+            "MDEPLOY_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
+            "MDEPLOY_WORKERS": str(args.workers),
+        }
         if args.adapter_pythonpath:
             env["PYTHONPATH"] = args.adapter_pythonpath
         for item in args.adapter_env:
@@ -589,17 +600,25 @@ def main() -> None:
         procs.append(adapter)
         targets: dict[str, dict] = {
             "direct": {"port": engine_port, "pids": lambda: []},
-            "adapter": {"port": adapter_port, "pids": lambda: [adapter.pid]},
+            # The supervisor and its workers (one process when MDEPLOY_WORKERS=1).
+            "adapter": {
+                "port": adapter_port,
+                "pids": lambda: [adapter.pid, *children_of(adapter.pid)],
+            },
         }
         nginx = shutil.which("nginx") or (
             "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
         )
         if nginx:
             conf = Path(tmp) / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(tmp=tmp, engine=engine_port, port=nginx_port))
+            conf.write_text(
+                NGINX_CONF.format(
+                    tmp=tmp, engine=engine_port, port=nginx_port, workers=args.workers
+                )
+            )
             master = start([nginx, "-c", str(conf), "-p", tmp], nginx_port)
             procs.append(master)
-            targets["nginx"] = {"port": nginx_port, "pids": lambda: nginx_workers(master.pid)}
+            targets["nginx"] = {"port": nginx_port, "pids": lambda: children_of(master.pid)}
         else:
             report["nginx_skipped"] = "nginx not installed (apt-get install -y nginx-light)"
         rounds = run_rounds(args, targets) if args.rounds else []
