@@ -6,8 +6,9 @@ import it; yet a spec's `placement.clouds` and a catalog's target column must be
 against the targets that exist, and the planner must know which targets split a replica
 across shared nodes. This leaf module reads each `targets/<folder>/target.py` as text (no
 import: no SDK, no pydantic) and returns the literal class attributes its Target class
-declares (`catalog_targets`, `pool_placement`, `replica_unit`, `instance_label`; their
-defaults and meaning are in `targets/base.py`). `mdeploy.targets` (the registry) imports the
+declares (`catalog_targets`, `pool_placement`, `replica_unit`, `instance_label`, the
+secret-reference forms and model-source schemes its platform stores; their defaults and
+meaning are in `targets/base.py`). `mdeploy.targets` (the registry) imports the
 same classes; a test checks that both agree.
 """
 
@@ -26,19 +27,25 @@ __all__ = [
     "clear_caches",
     "default_clouds",
     "instance_labels",
+    "model_source_schemes",
     "placement_names",
     "pool_placements",
+    "secret_ref_forms",
+    "secret_ref_prefixes",
+    "secret_ref_shapes",
     "splittable_targets",
     "target_facts",
     "target_folders",
 ]
 
 _DEFAULT_ROOT = str(Path(__file__).resolve().parent / "targets")
-# `name: ClassVar[...] = <literal>` in a class body: a tuple (may span lines), a quoted string,
-# True/False/None. A regex, not ast.parse of the file: `mdeploy --help` reads these for its
-# help text and must stay fast.
-_ATTRIBUTE = r"^[ \t]+{name}\b[^=\n]*=[ \t]*(\([^)]*\)|\"[^\"\n]*\"|'[^'\n]*'|True|False|None)"
-_COMMENT = re.compile(r"#[^\n]*")
+# `name: ClassVar[...] = <literal>` in a class body: a tuple (may span lines, hold comments and
+# strings with parentheses), a quoted string, True/False/None. A regex finds where it starts,
+# not ast.parse of the file: `mdeploy --help` reads these for its help text and must stay fast.
+_ATTRIBUTE = r"^[ \t]+{name}\b[^=\n]*=[ \t]*(\(|\"[^\"\n]*\"|'[^'\n]*'|True|False|None)"
+_LINE_END = re.compile(r"[ \t]*(#[^\n]*)?(\n|$)")
+# A secret-reference form as a target declares it: `<scheme>:<WHAT>`, e.g. "aws-sm:ARN".
+_FORM = re.compile(r"^([a-z][a-z0-9-]*):(\S+)$")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class TargetFacts:
     pool_placement: str | None = None  # placement.<key> holding the user's cluster and pools
     replica_unit: str = "instance"  # "instance" (managed endpoint) or "pods" (shared nodes)
     instance_label: str = ""  # the managed endpoint kind, e.g. "Vertex AI"
+    secret_ref_forms: tuple[str, ...] = ()  # serving.secrets forms it reads, e.g. "gcp-sm:NAME"
+    secret_ref_patterns: tuple[str, ...] = ()  # exact regexes for those forms, when given
+    model_source_schemes: tuple[str, ...] = ()  # model.source URL schemes, e.g. "gs"
 
 
 def _roots() -> tuple[str, ...]:
@@ -79,14 +89,22 @@ def target_facts() -> tuple[TargetFacts, ...]:
     return _facts(_roots())
 
 
+_FACT_NAMES = (
+    "pool_placement",
+    "replica_unit",
+    "instance_label",
+    "secret_ref_forms",
+    "secret_ref_patterns",
+    "model_source_schemes",
+)
+
+
 @lru_cache(maxsize=8)
 def _facts(roots: tuple[str, ...]) -> tuple[TargetFacts, ...]:
     out = []
     for folder, path in _scan(roots):
         declared = {
-            name: value
-            for name in ("pool_placement", "replica_unit", "instance_label")
-            if (value := _declared(str(path), name)) is not None
+            name: value for name in _FACT_NAMES if (value := _declared(str(path), name)) is not None
         }
         catalog = _declared(str(path)) or (folder,)
         out.append(TargetFacts(folder, tuple(catalog), **declared))
@@ -152,6 +170,57 @@ def instance_labels() -> dict[str, str]:
     }
 
 
+def secret_ref_forms() -> tuple[str, ...]:
+    """The `serving.secrets` forms the targets read, in folder order ("aws-sm:ARN", ...).
+
+    `env:` and `file:` are read by every target on the deployer's machine: spec lists them.
+    """
+    return tuple(dict.fromkeys(form for facts in target_facts() for form in facts.secret_ref_forms))
+
+
+def secret_ref_shapes() -> tuple[str, ...]:
+    """One regex (unanchored) per declared form: the shape the spec accepts for it.
+
+    A target's exact pattern for the form when it declares one, else `<scheme>:<non-space>`
+    (`<scheme>:<no space or slash>/<non-space>` for a form with a slash): the precise check
+    (ARN, vault and secret names) stays in the target's own `unsupported()`.
+    """
+    shapes: dict[str, None] = {}
+    for facts in target_facts():
+        for index, form in enumerate(facts.secret_ref_forms):
+            exact = facts.secret_ref_patterns[index : index + 1]
+            shapes.setdefault(exact[0] if exact else _shape(form))
+    return tuple(shapes)
+
+
+def _shape(form: str) -> str:
+    found = _FORM.match(form)
+    if not found:
+        raise ValueError(f"secret reference form {form!r} is not <scheme>:<WHAT>")
+    scheme = re.escape(found.group(1))
+    return rf"{scheme}:[^\s/]+/\S+" if "/" in found.group(2) else rf"{scheme}:\S+"
+
+
+def secret_ref_prefixes(folder: str) -> tuple[str, ...]:
+    """The `<scheme>:` prefixes of the forms one target folder declares ("aws-sm:")."""
+    return tuple(
+        form.split(":", 1)[0] + ":"
+        for facts in target_facts()
+        if facts.folder == folder
+        for form in facts.secret_ref_forms
+    )
+
+
+def model_source_schemes() -> tuple[str, ...]:
+    """The `model.source` URL schemes the targets declare, in folder order ("s3", ...).
+
+    `hf://` and local paths are every target's: spec lists them.
+    """
+    return tuple(
+        dict.fromkeys(scheme for facts in target_facts() for scheme in facts.model_source_schemes)
+    )
+
+
 def clear_caches() -> None:
     """Forget what was read (`mdeploy.targets.refresh()` calls it after a folder is added)."""
     _scan.cache_clear()
@@ -169,11 +238,36 @@ def _declared(path: str, name: str = "catalog_targets") -> Any:
     set from a variable reads as None, and the agreement test then fails for it.
     """
     pattern = re.compile(_ATTRIBUTE.format(name=re.escape(name)), re.MULTILINE)
-    found = pattern.search(Path(path).read_text(encoding="utf-8"))
+    text = Path(path).read_text(encoding="utf-8")
+    found = pattern.search(text)
     if not found:
         return None
-    text = found.group(1)
+    if found.group(1) == "(":
+        return _tuple_at(text, found.start(1))
     try:
-        return ast.literal_eval(_COMMENT.sub("", text) if text.startswith("(") else text)
+        return ast.literal_eval(found.group(1))
     except (ValueError, SyntaxError):
         return None
+
+
+def _tuple_at(text: str, start: int) -> Any:
+    """The parenthesised literal opening at `start`, or None when it is not a pure literal.
+
+    Cut at each `)` in turn: a cut inside a string or a nested group does not parse, the
+    first one that parses is the closing one. What follows it must end the line (a comment
+    may), so `("a",) + OTHER` reads as None, not as ("a",).
+    """
+    end = text.find(")", start)
+    while end != -1:
+        try:
+            tree = ast.parse(text[start : end + 1], mode="eval")
+        except SyntaxError:
+            end = text.find(")", end + 1)
+            continue
+        if not _LINE_END.match(text, end + 1):
+            return None
+        try:
+            return ast.literal_eval(tree)
+        except ValueError:
+            return None
+    return None

@@ -24,7 +24,14 @@ from pydantic import (
 )
 
 from mdeploy.jurisdictions import JURISDICTIONS
-from mdeploy.target_names import default_clouds, placement_names, pool_placements
+from mdeploy.target_names import (
+    default_clouds,
+    model_source_schemes,
+    placement_names,
+    pool_placements,
+    secret_ref_forms,
+    secret_ref_shapes,
+)
 
 __all__ = [
     "API_VERSION",
@@ -62,19 +69,18 @@ Dtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
 Quantization = Literal["awq", "gptq", "fp8"]
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Secret references and model sources: the generic forms every target reads (env:/file: on
+# the deployer's machine, hf:// by the engine), then each target's own, read from targets/ as
+# data (`secret_ref_forms`, `model_source_schemes` in targets/base.py) in folder order. The
+# shapes are checked here, so `validate` points at the line; the rest is each target's rules.
 _SECRET_REF = re.compile(
-    r"^(env:[A-Za-z_][A-Za-z0-9_]*"
-    r"|file:\S+"
-    r"|aws-sm:\S+"
-    r"|azure-kv:\S+"
-    r"|gcp-sm:\S+"
-    r"|k8s:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-._A-Za-z0-9]+)$"
+    "^(" + "|".join((r"env:[A-Za-z_][A-Za-z0-9_]*", r"file:\S+", *secret_ref_shapes())) + ")$"
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MODEL_SOURCE = re.compile(r"^(hf|s3|gs|az)://\S+$")
-SECRET_REF_FORMS = (
-    "env:NAME, file:PATH, aws-sm:ARN, azure-kv:VAULT/NAME, gcp-sm:NAME, k8s:SECRET/KEY"
-)
+_SOURCE_SCHEMES = ("hf", *model_source_schemes())
+_MODEL_SOURCE = re.compile(rf"^({'|'.join(map(re.escape, _SOURCE_SCHEMES))})://\S+$")
+_SOURCE_FORMS = ", ".join(f"{scheme}://" for scheme in _SOURCE_SCHEMES) + " or a local path"
+SECRET_REF_FORMS = ", ".join(("env:NAME", "file:PATH", *secret_ref_forms()))
 # Sanity ceilings, not facts about any model or GPU: each is orders of magnitude above what
 # exists, and keeps sizing arithmetic (bytes = params × layers × width ...) finite and exact
 # enough. A value beyond one is a typo or an attack; the error names the field and the bound.
@@ -174,7 +180,7 @@ class ModelSpec(_Strict):
     ]
     source: Annotated[
         str | None,
-        Field(description="Where weights come from: hf://, s3://, gs://, az:// or a local path."),
+        Field(description=f"Where weights come from: {_SOURCE_FORMS}."),
     ] = None
     revision: Annotated[
         str, Field(min_length=1, description="Model revision; prod requires a commit sha.")
@@ -221,7 +227,7 @@ class ModelSpec(_Strict):
     def _source(cls, v: str | None) -> str | None:
         if v is None or _MODEL_SOURCE.match(v) or "://" not in v:
             return v
-        raise ValueError("must be hf://, s3://, gs://, az:// or a local path")
+        raise ValueError(f"must be {_SOURCE_FORMS}")
 
     @field_validator("version", mode="before")
     @classmethod

@@ -502,6 +502,14 @@ class Target(ABC):
     replica_unit: ClassVar[Literal["instance", "pods"]] = "instance"
     # The managed endpoint kind plan messages name ("Vertex AI"); "" when not managed.
     instance_label: ClassVar[str] = ""
+    # serving.secrets forms its platform's secret store takes, as docs write them ("gcp-sm:NAME");
+    # the spec accepts `<scheme>:<non-space>` (`<scheme>:<A>/<B>` for a form with a slash) and
+    # unsupported() checks the rest. env:NAME and file:PATH are every target's (spec lists them).
+    secret_ref_forms: ClassVar[tuple[str, ...]] = ()
+    # An exact regex per form above (same order, no ^/$), when the spec must check more.
+    secret_ref_patterns: ClassVar[tuple[str, ...]] = ()
+    # model.source URL schemes of its cloud's storage ("gs"); hf:// and paths are every target's.
+    model_source_schemes: ClassVar[tuple[str, ...]] = ()
 
     def fake_outputs(
         self, typ: str, name: str, inputs: dict[str, Any], region: str

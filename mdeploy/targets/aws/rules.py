@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mdeploy.errors import CloudError, InputError, PrerequisiteError
+from mdeploy.target_names import secret_ref_prefixes
 from mdeploy.targets.aws.registry import ecr_host_parts
 from mdeploy.targets.aws.settings import (
     GPU_INFERENCE_AMIS,
@@ -61,7 +62,8 @@ __all__ = [
     "volume_size_supported",
 ]
 
-SUPPORTED_SECRET_REFS = ("aws-sm:", "env:", "file:")  # what serving.secrets may reference
+# What serving.secrets may reference: the generic forms and the ones target.py declares.
+SUPPORTED_SECRET_REFS = ("env:", "file:", *secret_ref_prefixes("aws"))
 CREDENTIALS_HINT = (
     "run `aws configure` (or `aws sso login`), or set AWS_PROFILE, or "
     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"

@@ -41,6 +41,8 @@ class AwsTarget(Target):
     display_name: ClassVar[str] = "AWS SageMaker"
     catalog_targets: ClassVar[tuple[str, ...]] = ("aws",)
     instance_label: ClassVar[str] = "SageMaker real-time"  # one instance per replica
+    secret_ref_forms: ClassVar[tuple[str, ...]] = ("aws-sm:ARN",)  # Secrets Manager
+    model_source_schemes: ClassVar[tuple[str, ...]] = ("s3",)  # mounted or boot-fetched
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("aws",)
     python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_aws", "boto3", "botocore")
     # ECR private registries (docs.aws.amazon.com/AmazonECR/latest/userguide/Registries.html).

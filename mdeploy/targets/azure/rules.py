@@ -29,6 +29,7 @@ from mdeploy.serve.contract import (
     AZUREML_READINESS_ROUTE,
     AZUREML_SCORING_ROUTE,
 )
+from mdeploy.target_names import secret_ref_prefixes
 from mdeploy.targets.azure.settings import AzureStackConfig
 from mdeploy.targets.base import EndpointArgs
 
@@ -59,7 +60,7 @@ MAX_INSTANCES = 50  # instances per managed deployment (same page)
 _ACR_MAX = 50  # registry names: 5-50 lowercase letters and digits, globally unique
 # Reference forms Azure ML can resolve at container start (secret injection) or that the
 # deployer's machine can read at `up` time (stored in Key Vault, never as plain values).
-SECRET_KINDS = ("env:", "file:", "azure-kv:")
+SECRET_KINDS = ("env:", "file:", *secret_ref_prefixes("azure"))  # as target.py declares
 _AZURE_KV = re.compile(
     r"^azure-kv:(?P<vault>[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9])/"
     r"(?P<name>[A-Za-z0-9-]{1,127})(?:/(?P<version>[A-Za-z0-9]{1,64}))?$"

@@ -33,6 +33,10 @@ class AzureTarget(Target):
     display_name: ClassVar[str] = "Azure Machine Learning"
     catalog_targets: ClassVar[tuple[str, ...]] = ("azure",)
     instance_label: ClassVar[str] = "Azure ML managed"  # one instance per replica
+    secret_ref_forms: ClassVar[tuple[str, ...]] = ("azure-kv:VAULT/NAME",)  # Key Vault
+    # Blob Storage URLs: the spec takes them so unsupported() can say what to do instead
+    # (the image downloads hf://, s3:// and gs:// only; Azure ML gets hf://).
+    model_source_schemes: ClassVar[tuple[str, ...]] = ("az",)
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("azure-native",)
     python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_azure_native", "azure")
     registry_hosts: ClassVar[tuple[str, ...]] = (r"^[a-z0-9]+\.azurecr\.(io|cn|us)$",)

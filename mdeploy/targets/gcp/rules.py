@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mdeploy.errors import InputError
+from mdeploy.target_names import secret_ref_prefixes
 from mdeploy.targets.base import EndpointArgs
 from mdeploy.targets.gcp.settings import GcpSettings
 
@@ -68,7 +69,8 @@ _ACCELERATORS = {
 }
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 _ID_BAD = re.compile(r"[^a-z0-9-]+")
-SUPPORTED_REFS = ("env:", "file:", "gcp-sm:")
+# What serving.secrets may reference: the generic forms and the ones target.py declares.
+SUPPORTED_REFS = ("env:", "file:", *secret_ref_prefixes("gcp"))
 # Callers send a Google OAuth access token as the bearer (Vertex AI authentication), which is
 # where vLLM looks for its API key, so an engine key would make every call answer 401.
 VLLM_API_KEY_REASON = (

@@ -36,6 +36,8 @@ class GcpTarget(Target):
     display_name: ClassVar[str] = "Google Vertex AI"
     catalog_targets: ClassVar[tuple[str, ...]] = ("gcp",)
     instance_label: ClassVar[str] = "Vertex AI"  # one instance per replica
+    secret_ref_forms: ClassVar[tuple[str, ...]] = ("gcp-sm:NAME",)  # Secret Manager
+    model_source_schemes: ClassVar[tuple[str, ...]] = ("gs",)  # Cloud Storage
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("gcp",)
     python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_gcp", "google", "httpx")
     registry_hosts: ClassVar[tuple[str, ...]] = (

@@ -34,6 +34,11 @@ class KubernetesTarget(Target):
     # placement.kubernetes: the user's own cluster and pools, offered as target "kubernetes".
     pool_placement: ClassVar[str | None] = "kubernetes"
     replica_unit: ClassVar[Literal["instance", "pods"]] = "pods"  # pods on shared nodes
+    secret_ref_forms: ClassVar[tuple[str, ...]] = ("k8s:SECRET/KEY",)  # a key of a Secret
+    # Exact at load time, so `validate` points at the line: a DNS-1123 Secret name, a key.
+    secret_ref_patterns: ClassVar[tuple[str, ...]] = (
+        r"k8s:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-._A-Za-z0-9]+",
+    )
     build_repository_keys: ClassVar[tuple[str, ...]] = ("mdeploy:registry",)
     pulumi_plugins: ClassVar[tuple[str, ...]] = ("kubernetes", "random")
     python_modules: ClassVar[tuple[str, ...]] = ("pulumi", "pulumi_kubernetes", "pulumi_random")
