@@ -23,7 +23,7 @@ from mdeploy.targets import all_targets, refresh
 
 # A minimal target that takes the user's own pools under `placement.lab`; its methods are
 # never called here (only its text is read), so they do the least the contract allows.
-LAB_TARGET = '''
+LAB_TARGET = r'''
 """A throwaway cluster target: the user's own pools under placement.lab."""
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ class LabTarget(Target):
     )
     pool_placement: ClassVar[str | None] = "lab"
     replica_unit: ClassVar[Literal["instance", "pods"]] = "pods"
+    secret_ref_forms: ClassVar[tuple[str, ...]] = (
+        "lab-vault:NAME",  # the lab's vault (a comment with a ")" in it)
+        "lab-kv:STORE/KEY",
+    )
+    secret_ref_patterns: ClassVar[tuple[str, ...]] = (r"lab-vault:[a-z]+(\.v[0-9]+)?",)
+    model_source_schemes: ClassVar[tuple[str, ...]] = ("lab",)
     pulumi_plugins: ClassVar[tuple[str, ...]] = ()
     credentials_hint: ClassVar[str] = "nothing to set"
     generic_registry: ClassVar[bool] = False
@@ -96,6 +102,9 @@ def test_facts_read_as_text_agree_with_the_imported_classes() -> None:
         assert read.pool_placement == target.pool_placement, target.name
         assert read.replica_unit == target.replica_unit, target.name
         assert read.instance_label == target.instance_label, target.name
+        assert read.secret_ref_forms == target.secret_ref_forms, target.name
+        assert read.secret_ref_patterns == target.secret_ref_patterns, target.name
+        assert read.model_source_schemes == target.model_source_schemes, target.name
     pods = {
         t
         for target in all_targets()
@@ -118,6 +127,33 @@ def test_todays_facts_are_the_values_the_core_used_to_hand_write() -> None:
     }
 
 
+def test_todays_schemes_are_the_ones_spec_used_to_hand_write() -> None:
+    """spec/models.py's `_SECRET_REF`, `SECRET_REF_FORMS` and `_MODEL_SOURCE`, now derived."""
+    assert names.secret_ref_forms() == (
+        "aws-sm:ARN",
+        "azure-kv:VAULT/NAME",
+        "gcp-sm:NAME",
+        "k8s:SECRET/KEY",
+    )
+    assert names.secret_ref_shapes() == (
+        r"aws\-sm:\S+",
+        r"azure\-kv:[^\s/]+/\S+",
+        r"gcp\-sm:\S+",
+        r"k8s:[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-._A-Za-z0-9]+",
+    )
+    assert names.model_source_schemes() == ("s3", "az", "gs")
+
+
+def test_supported_secret_refs_derive_from_the_declared_forms() -> None:
+    """One source: the rules' SUPPORTED tuples are the generic forms plus target.py's."""
+    for target in all_targets():
+        supported = getattr(target, "supported_secret_refs", None)
+        if supported is not None:
+            expected = ("env:", "file:", *names.secret_ref_prefixes(target.name))
+            assert supported == expected, target.name
+    assert names.secret_ref_prefixes("kubernetes") == ("k8s:",)
+
+
 def test_the_reader_takes_literals_and_nothing_else(lab_root: Path) -> None:
     path = str(lab_root / "lab" / "target.py")
     assert names._declared(path) == ("lab", "lab-cloud")  # spans lines, has a comment
@@ -126,9 +162,29 @@ def test_the_reader_takes_literals_and_nothing_else(lab_root: Path) -> None:
     assert names._declared(path, "python_modules") is None  # an expression: not read
     assert names._declared(path, "instance_label") is None  # not declared: the default
     assert names._declared(path, "name") == "lab"
+    # Parentheses in a comment and inside a string do not cut the tuple short.
+    assert names._declared(path, "secret_ref_forms") == ("lab-vault:NAME", "lab-kv:STORE/KEY")
+    assert names._declared(path, "secret_ref_patterns") == (r"lab-vault:[a-z]+(\.v[0-9]+)?",)
+
+
+def test_a_tuple_followed_by_more_code_is_not_a_literal(tmp_path: Path) -> None:
+    path = tmp_path / "target.py"
+    path.write_text(
+        "class T:\n"
+        '    a: X = ("x",) + OTHER\n'
+        '    b: X = ("y)", f(z))\n'
+        "    c: X = (\n        'open'\n"
+    )
+    assert [names._declared(str(path), name) for name in "abc"] == [None, None, None]
 
 
 def test_a_new_folder_brings_its_facts(lab: str) -> None:
+    assert names.secret_ref_forms()[-2:] == ("lab-vault:NAME", "lab-kv:STORE/KEY")
+    assert names.secret_ref_shapes()[-2:] == (
+        r"lab-vault:[a-z]+(\.v[0-9]+)?",  # the exact pattern the lab declares
+        r"lab\-kv:[^\s/]+/\S+",  # derived from the form
+    )
+    assert names.model_source_schemes()[-1] == "lab"
     assert names.pool_placements()[lab] == ("lab", "lab-cloud")
     assert {"lab", "lab-cloud"} <= names.splittable_targets()
     assert "lab-cloud" in names.default_clouds() and lab not in names.default_clouds()
@@ -203,3 +259,81 @@ def test_a_new_cluster_target_gets_its_own_placement_key(lab_root: Path, tmp_pat
     assert out["offers"] == [["lab", "big", "spec placement.lab.pools"]]
     assert any("cloud 'lab' needs placement.lab.pools" in issue for issue in out["no_pools"])
     assert out["unknown_gpu"].startswith("placement.lab.pools[big].gpu: ")
+
+
+# Also a fresh interpreter: spec/models.py builds its secret and source checks at import.
+SCHEME_PROBE = """
+import json, sys
+import mdeploy.targets
+if sys.argv[1]:
+    mdeploy.targets.__path__.append(sys.argv[1])
+from pathlib import Path
+from mdeploy.errors import SpecError
+from mdeploy.spec import load_spec
+from mdeploy.spec.models import SECRET_REF_FORMS
+
+out = {"forms": SECRET_REF_FORMS}
+for name in sys.argv[2:]:
+    try:
+        spec = load_spec(Path(name)).spec
+        out[Path(name).stem] = [spec.model.source, spec.serving.secrets]
+    except SpecError as exc:
+        out[Path(name).stem] = [f"{i.field}: {i.message}" for i in exc.issues]
+print(json.dumps(out))
+"""
+
+SCHEME_SPEC = """\
+apiVersion: mdeploy/v1
+kind: Deployment
+metadata: {name: tiny}
+model: {id: acme/tiny-7b, source: "SOURCE"}
+serving:
+  secrets: {X: "REF"}
+"""
+
+
+def _probe_schemes(root: str, tmp_path: Path) -> dict[str, object]:
+    cases = {
+        "vault": ("lab://bucket/m", "lab-vault:abc"),
+        "versioned": ("hf://acme/tiny-7b", "lab-vault:abc.v2"),
+        "kv": ("hf://acme/tiny-7b", "lab-kv:store/key"),
+        "bad_vault": ("hf://acme/tiny-7b", "lab-vault:ABC"),  # the lab's exact pattern
+    }
+    paths = []
+    for stem, (source, ref) in cases.items():
+        paths.append(tmp_path / f"{stem}.yaml")
+        paths[-1].write_text(SCHEME_SPEC.replace("SOURCE", source).replace("REF", ref))
+    run = subprocess.run(
+        [sys.executable, "-c", SCHEME_PROBE, root, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_a_new_folder_brings_its_secret_form_and_source_scheme(
+    lab_root: Path, tmp_path: Path
+) -> None:
+    out = _probe_schemes(str(lab_root), tmp_path)
+    assert str(out["forms"]).endswith("k8s:SECRET/KEY, lab-vault:NAME, lab-kv:STORE/KEY")
+    assert out["vault"] == ["lab://bucket/m", {"X": "lab-vault:abc"}]
+    assert out["versioned"] == ["hf://acme/tiny-7b", {"X": "lab-vault:abc.v2"}]
+    assert out["kv"] == ["hf://acme/tiny-7b", {"X": "lab-kv:store/key"}]
+    (issue,) = out["bad_vault"]
+    assert str(issue).startswith("serving.secrets.X: must be a reference")
+
+
+def test_without_the_folder_they_are_refused(tmp_path: Path) -> None:
+    out = _probe_schemes("", tmp_path)
+    assert "lab" not in str(out["forms"])
+    assert sorted(out["vault"]) == [
+        "model.source: must be hf://, s3://, az://, gs:// or a local path",
+        "serving.secrets.X: must be a reference "
+        f"({out['forms']}), not a value; the value was not printed",
+    ]
+    for stem in ("versioned", "kv", "bad_vault"):
+        (issue,) = out[stem]
+        assert str(issue).startswith("serving.secrets.X: must be a reference"), stem
