@@ -16,8 +16,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 from mdeploy.targets import all_targets, placement_names, target_names
 
 # What a literal naming a declared scheme has besides the scheme: `aws-sm:`, `^(hf|s3)://`.
@@ -36,11 +34,8 @@ ALLOWED = {
     "mdeploy/catalog/refresh.py": "catalog data: the per-cloud refresh jobs",
 }
 # Files still naming a cloud; the test fails on an entry that no longer names a cloud, so this
-# list can only shrink. Issue 12 emptied it; the scheme scan (brief H12f) found one more, in a
-# file that helper does not own: the fix is to say "(env:NAME, file:PATH, ...)" there.
-KNOWN_DEBT: dict[str, str] = {
-    "mdeploy/spec/_secrets.py": "the credential hint's example names aws-sm:ARN (line ~111)",
-}
+# list can only shrink. Issue 12 emptied it.
+KNOWN_DEBT: dict[str, str] = {}
 
 
 def cloud_words() -> frozenset[str]:
@@ -169,9 +164,6 @@ def test_every_debt_entry_still_names_a_cloud() -> None:
     assert clean == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="mdeploy/spec/_secrets.py's hint names aws-sm:ARN (see KNOWN_DEBT)"
-)
 def test_no_debt_is_left() -> None:
     """Issue 12 done: no core module outside ALLOWED names a cloud, none waits in KNOWN_DEBT."""
     assert KNOWN_DEBT == {}

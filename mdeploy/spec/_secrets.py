@@ -108,5 +108,5 @@ def _problem(path: tuple, node: Node, is_key: bool, text: str) -> str | None:
     where = "never in engine_args" if in_engine_args else "never in the spec itself"
     return (
         f"{what} looks like {kind}; put credentials in serving.secrets as a reference "
-        f"(env:NAME, aws-sm:ARN, ...), {where} (the value was not printed)"
+        f"(env:NAME, file:PATH, ...), {where} (the value was not printed)"
     )

@@ -36,12 +36,12 @@ from mdeploy.targets.kubernetes.podspec import (
     pod_labels,
     selector_labels,
 )
+from mdeploy.targets.kubernetes.rules import NATIVE_REFS
 from mdeploy.targets.kubernetes.settings import KubernetesSettings
 
 __all__ = ["TYPE_TOKEN", "KubernetesEndpoint"]
 
 TYPE_TOKEN = "mdeploy:kubernetes:Endpoint"
-_NATIVE_REFS = ("k8s:", "env:", "file:")
 
 
 class KubernetesEndpoint(pulumi.ComponentResource):
@@ -347,7 +347,7 @@ def _read_local(kind: str, where: str) -> str:
 
 def _check_supported(args: EndpointArgs, settings: KubernetesSettings) -> None:
     """Refuse what the cluster cannot honour, naming the field and the fix."""
-    bad = sorted(v for v, ref in args.secrets.items() if not ref.startswith(_NATIVE_REFS))
+    bad = sorted(v for v, ref in args.secrets.items() if not ref.startswith(NATIVE_REFS))
     if bad:
         raise InputError(
             f"serving.secrets.{bad[0]}: cloud secret managers are not reachable from kubernetes",

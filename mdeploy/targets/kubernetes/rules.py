@@ -17,14 +17,16 @@ if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
 
 __all__ = [
-    "CLOUD_REFS",
+    "NATIVE_REFS",
     "check_context",
     "kube_contexts",
     "kubeconfig_paths",
     "unsupported",
 ]
 
-CLOUD_REFS = ("aws-sm:", "azure-kv:", "gcp-sm:")
+# What a pod can read itself; any other reference is another cloud's secret manager, whichever
+# target declares it (so a fifth cloud's scheme is refused here too, not only at `up`).
+NATIVE_REFS = ("k8s:", "env:", "file:")
 
 
 def kubeconfig_paths(environ: dict[str, str] | None = None) -> list[Path]:
@@ -71,7 +73,7 @@ def check_context(context: str | None = None) -> tuple[bool, str]:
 def unsupported(spec: Deployment) -> dict[str, str]:
     out = {}
     for var, ref in spec.serving.secrets.items():
-        if ref.startswith(CLOUD_REFS):
+        if not ref.startswith(NATIVE_REFS):
             out[f"serving.secrets.{var}"] = (
                 "cloud secret managers are not read by the cluster; use k8s:SECRET/KEY "
                 "(e.g. synced by External Secrets Operator), env:NAME or file:PATH"
