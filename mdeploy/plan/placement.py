@@ -68,6 +68,7 @@ class _Rules:
         self.allowed: dict[tuple[str, str], bool] = {}
         # The same GPU shape recurs in every region: its verdict and flags are computed once.
         self.shapes: dict[tuple, tuple[str, str] | Fit | tuple[topo.Topology, Fit]] = {}
+        self.splittable = splittable_targets()  # asked for every offer: read once
         self.args: dict[int, list[str]] = {}
         self.largest: dict[str, str | None] = {}
 
@@ -78,7 +79,7 @@ class _Rules:
         The replica topology this offer runs (topology.place): (Topology, Fit), or a refusal
         (code, reason), or the largest Fit that ran out of memory; memoised per GPU shape.
         """
-        splittable = offer.target in splittable_targets()
+        splittable = offer.target in self.splittable
         key = (id(sizing), offer.gpu, offer.gpu_count, offer.gpu_memory_gib, splittable,
                topo.rdma_of(offer) if splittable else "")  # fmt: skip
         if key not in self.shapes:
