@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from targetfolders import joined_target_root
 
-import mdeploy.targets
 from mdeploy import target_names as names
 from mdeploy.targets import all_targets, refresh
 
@@ -82,16 +82,8 @@ def lab_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def lab(lab_root: Path) -> Iterator[str]:
     """The lab folder joined to `mdeploy.targets.__path__` for this test only."""
-    saved = list(mdeploy.targets.__path__)
-    mdeploy.targets.__path__.append(str(lab_root))
-    refresh()
-    try:
-        yield "lab"
-    finally:
-        mdeploy.targets.__path__[:] = saved
-        for module in [m for m in sys.modules if m.startswith("mdeploy.targets.lab")]:
-            del sys.modules[module]
-        refresh()
+    with joined_target_root(lab_root, "lab") as name:
+        yield name
 
 
 def test_facts_read_as_text_agree_with_the_imported_classes() -> None:

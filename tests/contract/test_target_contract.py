@@ -16,7 +16,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -28,8 +27,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from targetfolders import joined_target_root
 
-import mdeploy.targets
 from mdeploy.catalog import CATALOG_DIR_ENV
 from mdeploy.catalog._store import BUNDLED_DIR
 from mdeploy.deploy.mocks import MockSession
@@ -40,7 +39,6 @@ from mdeploy.targets import (
     get_target,
     output_names,
     placement_names,
-    refresh,
     registry_provider,
     target_names,
 )
@@ -344,16 +342,8 @@ def echo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         (catalog / name).write_text("".join(lines + echo_rows), encoding="utf-8")
     monkeypatch.setenv(CATALOG_DIR_ENV, str(catalog))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    saved = list(mdeploy.targets.__path__)
-    mdeploy.targets.__path__.append(str(root))
-    refresh()
-    try:
-        yield "echo"
-    finally:
-        mdeploy.targets.__path__[:] = saved
-        for module in [m for m in sys.modules if m.startswith("mdeploy.targets.echo")]:
-            del sys.modules[module]
-        refresh()
+    with joined_target_root(root, "echo") as name:
+        yield name
 
 
 def test_the_fifth_target_is_registered_from_its_folder(echo: str) -> None:

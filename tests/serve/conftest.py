@@ -134,6 +134,20 @@ class Processes:
             proc.wait_for("/live", lambda r: r.status_code == 200)
         return proc
 
+    def owned(
+        self, model: str, extra_env: Mapping[str, str] | None = None, wait: bool = True
+    ) -> tuple[Proc, str]:
+        """The adapter starting the stand-in engine itself; returns it and the engine's URL."""
+        engine_port = free_port()
+        env = {
+            "MDEPLOY_ENGINE_CMD": json.dumps([sys.executable, str(FAKE_ENGINE)]),
+            "MDEPLOY_ENGINE_PORT": str(engine_port),
+            "MDEPLOY_MODEL_ID": model,
+            "MDEPLOY_ENGINE_ARGS": json.dumps(["--max-model-len", "4096", "--load-delay", "0.3"]),
+            **(extra_env or {}),
+        }
+        return self.adapter(env=env, wait=wait), f"http://127.0.0.1:{engine_port}"
+
     def close(self) -> None:
         for proc in reversed(self.started):
             proc.stop()

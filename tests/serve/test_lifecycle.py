@@ -8,14 +8,14 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-FAKE_ENGINE = str(Path(__file__).with_name("fake_engine.py"))
 MODEL = "org/m"
 PROMPT = {"prompt": "p", "model": MODEL}
+# The owned engine's life is the same with one adapter process and with a worker supervisor.
+WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
 
 
 def test_slow_start_readiness_503_then_200_liveness_200_throughout(procs):
@@ -155,21 +155,9 @@ def test_sigterm_drains_in_flight_requests_then_exits(procs):
     assert adapter.wait_exit(timeout=10) in (0, -signal.SIGTERM)
 
 
-def _owned(procs, pick_port, extra_env=None, wait=True):
-    engine_port = pick_port()
-    env = {
-        "MDEPLOY_ENGINE_CMD": json.dumps([sys.executable, FAKE_ENGINE]),
-        "MDEPLOY_ENGINE_PORT": str(engine_port),
-        "MDEPLOY_MODEL_ID": MODEL,
-        "MDEPLOY_ENGINE_ARGS": json.dumps(["--max-model-len", "4096", "--load-delay", "0.3"]),
-        **(extra_env or {}),
-    }
-    adapter = procs.adapter(env=env, wait=wait)
-    return adapter, f"http://127.0.0.1:{engine_port}"
-
-
-def test_owned_engine_is_started_with_the_plan_and_model(procs, pick_port):
-    adapter, engine_url = _owned(procs, pick_port)
+@WORKERS
+def test_owned_engine_is_started_with_the_plan_and_model(procs, workers):
+    adapter, engine_url = procs.owned(MODEL, {"MDEPLOY_WORKERS": workers})
     adapter.wait_for("/ready", lambda r: r.status_code == 200)
     argv = httpx.get(engine_url + "/fake/argv").json()["argv"]
     assert argv[:2] == ["--model", MODEL]
@@ -179,8 +167,9 @@ def test_owned_engine_is_started_with_the_plan_and_model(procs, pick_port):
     assert r.status_code == 200
 
 
-def test_adapter_exits_non_zero_when_its_engine_dies(procs, pick_port):
-    adapter, engine_url = _owned(procs, pick_port)
+@WORKERS
+def test_adapter_exits_non_zero_when_its_engine_dies(procs, workers):
+    adapter, engine_url = procs.owned(MODEL, {"MDEPLOY_WORKERS": workers})
     adapter.wait_for("/ready", lambda r: r.status_code == 200)
     with pytest.raises(httpx.HTTPError):
         httpx.post(engine_url + "/fake/crash", timeout=2)
@@ -190,8 +179,9 @@ def test_adapter_exits_non_zero_when_its_engine_dies(procs, pick_port):
     )
 
 
-def test_sigterm_stops_the_owned_engine_too(procs, pick_port):
-    adapter, engine_url = _owned(procs, pick_port)
+@WORKERS
+def test_sigterm_stops_the_owned_engine_too(procs, workers):
+    adapter, engine_url = procs.owned(MODEL, {"MDEPLOY_WORKERS": workers})
     adapter.wait_for("/ready", lambda r: r.status_code == 200)
     adapter.process.send_signal(signal.SIGTERM)
     adapter.wait_exit(timeout=10)
@@ -200,10 +190,11 @@ def test_sigterm_stops_the_owned_engine_too(procs, pick_port):
     assert "engine stopped" in adapter.log
 
 
-def test_a_killed_adapter_takes_its_engine_along(procs, pick_port):
+@WORKERS
+def test_a_killed_adapter_takes_its_engine_along(procs, workers):
     # SIGKILL gives the adapter no chance to clean up: the kernel must end the engine
     # (PR_SET_PDEATHSIG), or a GPU-holding orphan would outlive the container's main process.
-    adapter, engine_url = _owned(procs, pick_port)
+    adapter, engine_url = procs.owned(MODEL, {"MDEPLOY_WORKERS": workers})
     adapter.wait_for("/ready", lambda r: r.status_code == 200)
     adapter.process.kill()
     adapter.wait_exit(timeout=5)

@@ -6,7 +6,6 @@ dies, nothing left behind when killed), a dead worker replaced, limits split.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -22,7 +21,6 @@ from mdeploy.serve import config as serve_config
 from mdeploy.serve.config import ServeConfigError, load_config
 from mdeploy.serve.workers import listening_sockets, share
 
-FAKE_ENGINE = str(Path(__file__).with_name("fake_engine.py"))
 MODEL = "org/m"
 PROMPT = {"prompt": "p", "model": MODEL}
 
@@ -130,42 +128,14 @@ def test_a_killed_worker_is_replaced_and_the_port_keeps_answering(procs):
             assert client.post("/v1/completions", json=PROMPT).status_code == 200
 
 
-def _owned(procs, pick_port):
-    engine_port = pick_port()
-    env = {
-        "MDEPLOY_WORKERS": "2",
-        "MDEPLOY_ENGINE_CMD": json.dumps([sys.executable, FAKE_ENGINE]),
-        "MDEPLOY_ENGINE_PORT": str(engine_port),
-        "MDEPLOY_MODEL_ID": MODEL,
-        "MDEPLOY_ENGINE_ARGS": json.dumps(["--max-model-len", "4096", "--load-delay", "0.3"]),
-    }
-    adapter = procs.adapter(env=env)
+def _owned(procs):
+    adapter, engine_url = procs.owned(MODEL, {"MDEPLOY_WORKERS": "2"})
     adapter.wait_for("/ready", lambda r: r.status_code == 200)
-    return adapter, f"http://127.0.0.1:{engine_port}"
+    return adapter, engine_url
 
 
-def test_the_supervisor_exits_1_when_its_engine_dies(procs, pick_port):
-    adapter, engine_url = _owned(procs, pick_port)
-    assert adapter.post("/v1/completions", json=PROMPT).status_code == 200
-    with pytest.raises(httpx.HTTPError):
-        httpx.post(engine_url + "/fake/crash", timeout=2)
-    assert adapter.wait_exit(timeout=15) == 1
-    assert (
-        "engine exited with code 3; exiting so the platform restarts the container" in adapter.log
-    )
-
-
-def test_sigterm_stops_the_owned_engine_after_the_workers(procs, pick_port):
-    adapter, engine_url = _owned(procs, pick_port)
-    adapter.process.send_signal(signal.SIGTERM)
-    assert adapter.wait_exit(timeout=15) == -signal.SIGTERM
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(engine_url + "/health", timeout=1)
-    assert "engine stopped" in adapter.log
-
-
-def test_a_killed_supervisor_takes_workers_and_engine_along(procs, pick_port):
-    adapter, _ = _owned(procs, pick_port)
+def test_a_killed_supervisor_takes_workers_and_engine_along(procs):
+    adapter, _ = _owned(procs)
     everything = children(adapter.process.pid)
     assert len(everything) == 3  # the engine and two workers
     adapter.process.kill()

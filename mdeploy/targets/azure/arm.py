@@ -79,10 +79,7 @@ class ArmClient:
         try:
             from azure.core.exceptions import ClientAuthenticationError
         except ImportError:
-            raise PrerequisiteError(
-                "azure-identity is needed for Azure day-2 operations",
-                hint="pip install 'mdeploy[azure]'",
-            ) from None
+            raise _sdk_missing() from None
         try:
             if self._credential is None:
                 self._credential = default_credential()
@@ -182,15 +179,18 @@ class ArmClient:
             )
 
 
+def _sdk_missing() -> PrerequisiteError:
+    return PrerequisiteError(
+        "azure-identity is needed for Azure day-2 operations", hint="pip install 'mdeploy[azure]'"
+    )
+
+
 def default_credential() -> Any:
     """DefaultAzureCredential, or a client-secret one from Pulumi's ARM_* variables."""
     try:
         from azure.identity import ClientSecretCredential, DefaultAzureCredential
     except ImportError:
-        raise PrerequisiteError(
-            "azure-identity is needed for Azure day-2 operations",
-            hint="pip install 'mdeploy[azure]'",
-        ) from None
+        raise _sdk_missing() from None
     env = os.environ
     arm = ("ARM_TENANT_ID", "ARM_CLIENT_ID", "ARM_CLIENT_SECRET")
     if not env.get("AZURE_CLIENT_ID") and all(env.get(k) for k in arm):
