@@ -473,6 +473,10 @@ def summarise(rounds: list[dict]) -> dict:
         ratios["nginx_ttfc_vs_direct"] = spread(
             [r["nginx"]["ttfc_p50_ms"] / r["direct"]["ttfc_p50_ms"] for r in rounds]
         )
+        # What the proxy hop itself adds, when even nginx's hop is far from 1× on a busy box.
+        ratios["adapter_ttfc_vs_nginx"] = spread(
+            [r["adapter"]["ttfc_p50_ms"] / r["nginx"]["ttfc_p50_ms"] for r in rounds]
+        )
     ratios["adapter_rps_vs_direct"] = spread(
         [r["adapter"]["rps"] / r["direct"]["rps"] for r in rounds]
     )
