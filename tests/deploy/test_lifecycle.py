@@ -433,7 +433,12 @@ def test_ctrl_c_waits_for_pulumi_to_cancel_gracefully(fake_pulumi, spec_file, mo
     import time
 
     monkeypatch.setenv("FAKE_PULUMI_SLOW_UP", "60")
-    code = "from mdeploy.cli.app import main; main()"
+    # As at a terminal: Python's own SIGINT handler, even when this test run was started as a
+    # background job (SIGINT ignored, and children inherit that).
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from mdeploy.cli.app import main; main()"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "up", str(spec_file), "-t", "coreweave", "--yes"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
