@@ -4,6 +4,8 @@ Run the adapter: start the engine when we own it, serve with uvicorn, exit with 
 Exit codes: 0 after a normal stop; 1 when the owned engine exited (the platform should restart
 the container); on SIGTERM / SIGINT uvicorn drains in-flight requests for the grace period,
 the engine is stopped, and the process ends by that signal, as a container runtime expects.
+The same holds with several workers (`workers.py`), where the supervisor gives the code; it
+also exits 1 when a worker keeps dying or the port cannot be bound.
 
 uvicorn runs on uvloop with the httptools parser when they are installed (`mdeploy[serve]`
 pulls `uvicorn[standard]`; the vLLM base image has them through `fastapi[standard]`), which
