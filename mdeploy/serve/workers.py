@@ -123,11 +123,9 @@ class _Supervisor:
         self.stop_signal: int | None = None
 
     def run(self) -> int:
-        for slot in range(len(self.sockets)):
-            self._start(slot)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
         try:
-            code = self._watch()
+            code = self._start_all() or self._watch()
             self._stop_workers()
         finally:
             for sig, handler in previous.items():
@@ -139,6 +137,16 @@ class _Supervisor:
         if self.stop_signal is not None:
             _end_by(self.stop_signal)
         return code
+
+    def _start_all(self) -> int:
+        """Fork every worker; 1 (after logging why) when the system refuses a process."""
+        for slot in range(len(self.sockets)):
+            try:
+                self._start(slot)
+            except OSError as exc:
+                log.error("cannot start worker %d: %s", slot + 1, exc.strerror or exc)
+                return EXIT_FAILED
+        return 0
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stop_signal = signum
@@ -165,7 +173,11 @@ class _Supervisor:
                         _RESTART_WINDOW_S,
                     )
                     return EXIT_FAILED
-                self._start(slot)
+                try:
+                    self._start(slot)
+                except OSError as exc:
+                    log.error("cannot restart worker %d: %s", slot + 1, exc.strerror or exc)
+                    return EXIT_FAILED
             time.sleep(_POLL_S)
         return 0
 

@@ -6,6 +6,8 @@ dies, nothing left behind when killed), a dead worker replaced, limits split.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import signal
 import socket
@@ -206,3 +208,29 @@ def test_the_sockets_share_one_port_and_a_taken_port_is_an_error():
         taken.listen()
         with pytest.raises(OSError):
             listening_sockets("127.0.0.1", taken.getsockname()[1], 2)
+
+
+def test_a_refused_fork_is_exit_1_with_the_reason_and_nothing_left_open(monkeypatch, caplog):
+    from mdeploy.serve import workers
+
+    def refuse() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(workers.os, "fork", refuse)
+    logger = logging.getLogger("mdeploy.serve")
+    logger.addHandler(caplog.handler)
+    environ = {"MDEPLOY_ENGINE_URL": "http://127.0.0.1:9", "MDEPLOY_WORKERS": "2"}
+    sockets = listening_sockets("127.0.0.1", 0, 2)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        supervisor = workers._Supervisor(share(load_config(environ)), sockets, None, serve_stub)
+        assert supervisor.run() == 1
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "cannot start worker 1: Resource temporarily unavailable" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) is before  # the supervisor's handler is gone
+    assert all(sock.fileno() == -1 for sock in sockets)  # and so are its sockets
+
+
+def serve_stub(*_args: object) -> int:
+    raise AssertionError("no worker may start")
