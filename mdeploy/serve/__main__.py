@@ -17,6 +17,7 @@ from mdeploy.serve.contract import PLATFORMS
 from mdeploy.serve.engine import EngineConfigError
 
 EXIT_INPUT = 2  # the same code `mdeploy` uses for bad flags
+EXIT_PREREQUISITE = 3  # and for a missing prerequisite
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ServeConfigError, EngineConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except ModuleNotFoundError as exc:  # uvicorn: in the image, and in the `serve` extra
+        print(
+            f"error: {exc.name} is not installed; the adapter needs it\n"
+            "hint: pip install 'mdeploy[serve]'",
+            file=sys.stderr,
+        )
+        return EXIT_PREREQUISITE
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -49,3 +50,26 @@ def test_serve_prints_what_it_detected_and_serves(procs, pick_port):
     assert "platform: azureml (chosen with --platform" in adapter.log
     assert "routes: liveness /live, readiness /ready, inference /score" in adapter.log
     assert "Traceback" not in adapter.log
+
+
+def test_the_entrypoint_without_uvicorn_says_what_to_install(tmp_path):
+    # A directory shadowing `uvicorn` with a module that is not there stands in for a Python
+    # without the serve extra (the image always has it).
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'uvicorn':\n"
+        "            raise ModuleNotFoundError(\"No module named 'uvicorn'\", name='uvicorn')\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    markers = ("AIP_", "AZUREML_", "SAGEMAKER_", "SM_", "MDEPLOY_", "VLLM_API_KEY")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(markers)}
+    env.update(PYTHONPATH=str(tmp_path), MDEPLOY_ENGINE_URL="http://127.0.0.1:9")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mdeploy.serve", "--host", "127.0.0.1", "--port", "1"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "uvicorn is not installed" in proc.stderr and "mdeploy[serve]" in proc.stderr
+    assert "Traceback" not in proc.stderr
