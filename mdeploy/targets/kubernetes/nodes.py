@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mdeploy.targets.kubernetes.rules import merged_kubeconfig
 
 __all__ = [
     "GENERIC_REGION",
@@ -90,7 +90,7 @@ def list_node_labels(context: str | None, paths: list[Path]) -> list[dict[str, s
 
 def cluster_of(context: str | None, paths: list[Path]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The kubeconfig's cluster and user entries for `context` (or the current context)."""
-    config = _merged_kubeconfig(paths)
+    config = merged_kubeconfig(paths)
     name = context or config["current-context"]
     if not name:
         raise NodeListError("the kubeconfig sets no current-context")
@@ -147,25 +147,6 @@ def api_call(
         return json.loads(raw) if raw.strip() else {}
     except ValueError:
         raise NodeListError(f"{method} {path}: the API server sent no JSON") from None
-
-
-def _merged_kubeconfig(paths: list[Path]) -> dict[str, Any]:
-    """Contexts, clusters and users of every file; the first definition of a name wins."""
-    merged: dict[str, Any] = {"contexts": {}, "clusters": {}, "users": {}, "current-context": None}
-    for path in paths:
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        if not isinstance(doc, dict):
-            continue
-        base = path.parent
-        for kind, inner in (("contexts", "context"), ("clusters", "cluster"), ("users", "user")):
-            for entry in doc.get(kind) or []:
-                if isinstance(entry, dict) and entry.get("name") not in merged[kind]:
-                    merged[kind][entry.get("name")] = {**(entry.get(inner) or {}), "_base": base}
-        merged["current-context"] = merged["current-context"] or doc.get("current-context")
-    return merged
 
 
 def _get(cluster: dict[str, Any], user: dict[str, Any], path: str) -> bytes:

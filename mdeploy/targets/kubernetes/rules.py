@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,6 +21,7 @@ __all__ = [
     "check_context",
     "kube_contexts",
     "kubeconfig_paths",
+    "merged_kubeconfig",
     "unsupported",
 ]
 
@@ -38,10 +39,9 @@ def kubeconfig_paths(environ: dict[str, str] | None = None) -> list[Path]:
     return [Path(env.get("HOME", str(Path.home()))) / ".kube" / "config"]
 
 
-def kube_contexts(paths: list[Path]) -> tuple[set[str], str | None]:
-    """Context names defined across `paths`, and the first current-context found."""
-    names: set[str] = set()
-    current: str | None = None
+def merged_kubeconfig(paths: list[Path]) -> dict[str, Any]:
+    """Contexts, clusters and users of every file; the first definition of a name wins."""
+    merged: dict[str, Any] = {"contexts": {}, "clusters": {}, "users": {}, "current-context": None}
     for path in paths:
         try:
             doc = yaml.safe_load(path.read_text()) or {}
@@ -49,10 +49,19 @@ def kube_contexts(paths: list[Path]) -> tuple[set[str], str | None]:
             continue
         if not isinstance(doc, dict):
             continue
-        names |= {c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)}
-        current = current or doc.get("current-context") or None
-    names.discard(None)
-    return names, current
+        base = path.parent
+        for kind, inner in (("contexts", "context"), ("clusters", "cluster"), ("users", "user")):
+            for entry in doc.get(kind) or []:
+                if isinstance(entry, dict) and entry.get("name") not in merged[kind]:
+                    merged[kind][entry.get("name")] = {**(entry.get(inner) or {}), "_base": base}
+        merged["current-context"] = merged["current-context"] or doc.get("current-context")
+    return merged
+
+
+def kube_contexts(paths: list[Path]) -> tuple[set[str], str | None]:
+    """Context names defined across `paths`, and the first current-context found."""
+    merged = merged_kubeconfig(paths)
+    return set(merged["contexts"]) - {None}, merged["current-context"] or None
 
 
 def check_context(context: str | None = None) -> tuple[bool, str]:
