@@ -48,6 +48,7 @@ from typing import Any
 
 from mdeploy.serve.config import ServeConfig
 from mdeploy.serve.contract import LIVENESS_ROUTE, READINESS_ROUTE
+from mdeploy.serve.proxy import HOP_BY_HOP
 from mdeploy.serve.translate import CHAT_ROUTE, COMPLETIONS_ROUTE, ENGINE_POST_ROUTES
 
 try:
@@ -63,32 +64,21 @@ access_log = logging.getLogger("mdeploy.serve.access")
 _HEAD_MAX = 64 * 1024  # a longer request head goes to uvicorn, which refuses it
 _PIPELINE_MAX = 1024 * 1024  # buffered bytes of later requests before reading pauses
 _MAX_IDLE = 256
-_HOP = (
-    b"connection",
-    b"keep-alive",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-)
 # Request headers not copied as they are: dropped (hop-by-hop, Host) or handled by `_Head`.
 _SPECIAL_REQUEST = frozenset(
-    {*_HOP, b"host", b"content-length", b"expect", b"authorization", b"content-type"}
+    {*HOP_BY_HOP, b"host", b"content-length", b"expect", b"authorization", b"content-type"}
 )
 # The body goes through with its own framing, so transfer-encoding and content-length stay:
 # every other hop-by-hop header goes, and Server. (A header name has no space before its
 # colon, RFC 9112 §5.1, which llhttp enforces before these run.)
 _DROP_RESPONSE_RE = re.compile(
     rb"\r\n(?:%s):[^\r]*(?=\r\n)"
-    % b"|".join(re.escape(h) for h in sorted({*_HOP, b"server"} - {b"transfer-encoding"})),
+    % b"|".join(re.escape(h) for h in sorted({*HOP_BY_HOP, b"server"} - {b"transfer-encoding"})),
     re.IGNORECASE,
 )
 # Any hop-by-hop header but Transfer-Encoding, searched in a lowercased head.
 _HOP_MARK_RE = re.compile(
-    rb"\r\n(?:%s):" % b"|".join(re.escape(h) for h in sorted(set(_HOP) - {b"transfer-encoding"}))
+    rb"\r\n(?:%s):" % b"|".join(re.escape(h) for h in sorted(HOP_BY_HOP - {b"transfer-encoding"}))
 )
 _CHUNKED_RE = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked[ \t]*\r\n", re.IGNORECASE)
 _SSE_RE = re.compile(rb"\r\ncontent-type:[ \t]*text/event-stream", re.IGNORECASE)

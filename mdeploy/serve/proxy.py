@@ -30,7 +30,7 @@ from mdeploy.serve.asgi import ClientDisconnected, HTTPError, Receive, Send
 from mdeploy.serve.protocol import Hangup
 from mdeploy.serve.upstream import EngineTimeout, Pool, Response, UpstreamError
 
-__all__ = ["Answer", "EngineClient", "until_disconnect"]
+__all__ = ["HOP_BY_HOP", "Answer", "EngineClient", "until_disconnect"]
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ log = logging.getLogger("mdeploy.serve")
 Headers = list[tuple[bytes, bytes]]
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones the pool writes itself.
-_HOP = frozenset(
+HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -52,9 +52,9 @@ _HOP = frozenset(
         b"upgrade",
     }
 )
-_DROP_REQUEST = _HOP | {b"host", b"content-length", b"expect"}
+_DROP_REQUEST = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 # uvicorn writes its own Date; the engine's Server header says nothing the client needs.
-_DROP_RESPONSE = _HOP | {b"date", b"server"}
+_DROP_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
 # Small answers are sent in one piece: one send instead of two for every non-streamed reply.
 _ONE_PIECE_MAX = 256 * 1024
 _JSON = (b"content-type", b"application/json")
