@@ -125,6 +125,15 @@ def test_no_import_between_sibling_target_folders() -> None:
     assert sorted(sibling_imports(_graph())) == []
 
 
+def test_nothing_in_a_target_folder_imports_its_target_module() -> None:
+    """target.py is the entry point only: the folder's other modules import its rules.py."""
+    graph = _graph()
+    for folder in target_names():
+        entry, package = f"mdeploy.targets.{folder}.target", f"mdeploy.targets.{folder}"
+        users = sorted(m for m, deps in graph.items() if entry in deps and m != package)
+        assert users == [], f"{users} import {entry}; import {folder}/rules.py instead"
+
+
 def test_no_import_circle_between_target_modules() -> None:
     graph = _graph()
     targets = {
