@@ -15,18 +15,18 @@ Shared fixtures for the catalog tests.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import typer
+from httpfakes import JsonHandler
 from typer.testing import CliRunner
 
 from mdeploy.catalog._store import CATALOG_DIR_ENV
@@ -242,21 +242,12 @@ def _route(server: PriceServer, path: str, query: str) -> tuple[int, Any]:
 def price_server() -> Iterator[PriceServer]:
     server_state: dict[str, PriceServer] = {}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             state = server_state["s"]
             parts = urlsplit(self.path)
             state.requests.append(self.path)
-            status, body = _route(state, parts.path, parts.query)
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            del args  # Quiet test output.
+            self._send(*_route(state, parts.path, parts.query))
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server_state["s"] = PriceServer(url=f"http://127.0.0.1:{httpd.server_address[1]}")

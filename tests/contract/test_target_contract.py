@@ -21,12 +21,13 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from httpfakes import JsonHandler
 from targetfolders import joined_target_root
 
 from mdeploy.catalog import CATALOG_DIR_ENV
@@ -101,23 +102,15 @@ def _free_port() -> int:
 def _json_server(route: Callable[[str, str], tuple[int, Any]]) -> Iterator[str]:
     """A JSON HTTP server on 127.0.0.1 answering `route(method, path)`; yields its URL."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def _answer(self) -> None:
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 status, body = 401, {"error": {"message": "no token"}}
             else:
                 status, body = route(self.command, urlsplit(self.path).path)
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._send(status, body)
 
         do_GET = do_POST = _answer
-
-        def log_message(self, *args: Any) -> None:
-            del args  # Unused: keep test output quiet.
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)

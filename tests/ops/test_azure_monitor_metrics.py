@@ -11,12 +11,13 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from httpfakes import JsonHandler
 from typer.testing import CliRunner
 
 from mdeploy.errors import MdeployError
@@ -49,7 +50,7 @@ class Monitor:
         self.status = 200
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: Any
 
     def do_GET(self) -> None:
@@ -80,15 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
             if status == 200
             else {"error": {"code": "Forbidden", "message": "no metrics reader"}}
         )
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        del args
+        self._send(status, body)
 
 
 @pytest.fixture

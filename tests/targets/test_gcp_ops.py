@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from httpfakes import JsonHandler
 
 from mdeploy.errors import CloudError, InputError
 from mdeploy.targets.base import EndpointHealth, NotFoundError, Ops, TrafficOps, VersionSpec
@@ -125,20 +126,9 @@ class FakeVertexApi:
 
 
 def _handler(api: FakeVertexApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # keep test output quiet
-            del args
-
-        def _reply(self, status: int, payload: Any) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def _error(self, status: int, message: str) -> None:
-            self._reply(status, {"error": {"code": status, "message": message}})
+            self._send(status, {"error": {"code": status, "message": message}})
 
         def _handle(self) -> None:
             parts = urlsplit(self.path)
@@ -150,26 +140,26 @@ def _handler(api: FakeVertexApi) -> type[BaseHTTPRequestHandler]:
                 return self._error(401, "Request had invalid authentication credentials.")
             resource, _, verb = parts.path.removeprefix("/v1/").partition(":")
             if self.command == "GET" and resource in api.models:
-                return self._reply(200, api.models[resource])
+                return self._send(200, api.models[resource])
             if self.command == "GET" and resource in api.operations:
-                return self._reply(200, api.operations[resource])
+                return self._send(200, api.operations[resource])
             if self.command == "POST" and verb == "upload" and resource.endswith("/models"):
-                return self._reply(200, api.upload(json.loads(body)))
+                return self._send(200, api.upload(json.loads(body)))
             if resource != ENDPOINT:
                 return self._error(404, f"Endpoint `{resource}` not found.")
             if self.command == "GET" and not verb:
-                return self._reply(200, api.endpoint())
+                return self._send(200, api.endpoint())
             if self.command == "PATCH" and not verb:
                 api.split = {k: int(v) for k, v in json.loads(body)["trafficSplit"].items()}
-                return self._reply(200, api.endpoint())
+                return self._send(200, api.endpoint())
             if self.command == "POST" and verb == "deployModel":
-                return self._reply(200, api.deploy(json.loads(body)))
+                return self._send(200, api.deploy(json.loads(body)))
             if self.command == "POST" and verb == "undeployModel":
-                return self._reply(200, api.undeploy(json.loads(body)))
+                return self._send(200, api.undeploy(json.loads(body)))
             if self.command == "POST" and verb == "rawPredict":
                 if api.predict_status != 200:
                     return self._error(api.predict_status, "Prediction failed: model crashed")
-                return self._reply(200, {"echo": json.loads(body)})
+                return self._send(200, {"echo": json.loads(body)})
             if self.command == "POST" and verb == "streamRawPredict":
                 return self._stream()
             return self._error(400, f"unsupported {self.command} {parts.path}")

@@ -12,12 +12,13 @@ import copy
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from httpfakes import JsonHandler
 
 from mdeploy.errors import InputError, PrerequisiteError
 from mdeploy.targets.base import NotFoundError, Ops, TrafficOps, VersionSpec
@@ -60,16 +61,8 @@ class FakeApi:
         self.calls: list[tuple[str, str]] = []
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: Any
-
-    def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _handle(self) -> None:
         api: FakeApi = self.server.api
@@ -114,9 +107,6 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(200, api.deployments[name])
 
     do_GET = do_POST = do_PATCH = do_DELETE = _handle
-
-    def log_message(self, *args: Any) -> None:
-        del args  # Unused: keep test output quiet.
 
 
 @pytest.fixture
