@@ -229,3 +229,28 @@ def test_the_metrics_token_is_sent_and_never_shown(
     assert "tok-SECRET" not in result.stdout + result.stderr
     bad = run("promote", str(spec), "-t", "gcp", "--dry-run", "--metrics-url", "ftp://x")
     assert bad.exit_code == 2 and "--metrics-url" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "auth", "metrics"),
+    [
+        ("aws", "iam", "cloudwatch AWS/SageMaker Invocations"),
+        ("azure", "key", "azure-monitor Azure Monitor RequestsPerMinute"),
+    ],
+)
+def test_the_dry_run_names_the_platform_metrics(tmp_path, monkeypatch, target, auth, metrics):
+    monkeypatch.setenv("MDEPLOY_HOME", str(tmp_path / "home"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "apiVersion: mdeploy/v1\nkind: Deployment\nmetadata: {name: m}\n"
+        "model: {id: mistralai/Mistral-7B-Instruct-v0.3, "
+        "revision: e0bc86c23ce5aae1db576c8cca6f06f1f73af2db, version: '2', max_context: 16384}\n"
+        f"serving: {{image: 'ghcr.io/mdeploy/vllm-adapter@sha256:{'5a' * 32}', auth: {auth}}}\n"
+        f"placement: {{clouds: [{target}], residency: [EU]}}\n"
+    )
+    result = CliRunner().invoke(app, ["promote", str(spec), "--target", target, "--dry-run",
+                                      "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    checks = json.loads(result.stdout)["checks"]
+    assert checks["metrics_available"] is True
+    assert checks["metrics"].startswith(metrics)

@@ -8,17 +8,14 @@ GetMetric.json example and checks the bearer token and every query parameter.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from httpfakes import JsonHandler
-from typer.testing import CliRunner
 
 from mdeploy.errors import MdeployError
 from mdeploy.ops.checks import PlatformMetrics, judge_metrics
@@ -143,23 +140,3 @@ def test_a_refused_read_is_an_error_promote_turns_into_a_failed_check(
     mon.status = 403
     with pytest.raises(MdeployError, match="HTTP 403 Forbidden: no metrics reader"):
         PlatformMetrics(azure_metrics, ops, now=lambda: START).read("v-2", START)
-
-
-def test_the_dry_run_names_azure_monitor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mdeploy.cli.app import app
-
-    monkeypatch.setenv("MDEPLOY_HOME", str(tmp_path / "home"))
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        "apiVersion: mdeploy/v1\nkind: Deployment\nmetadata: {name: m}\n"
-        "model: {id: mistralai/Mistral-7B-Instruct-v0.3, "
-        "revision: e0bc86c23ce5aae1db576c8cca6f06f1f73af2db, version: '2', max_context: 16384}\n"
-        "serving: {image: 'ghcr.io/mdeploy/vllm-adapter@sha256:" + "5a" * 32 + "', auth: key}\n"
-        "placement: {clouds: [azure], residency: [EU]}\n"
-    )
-    result = CliRunner().invoke(app, ["promote", str(spec), "--target", "azure", "--dry-run",
-                                      "--json"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    checks = json.loads(result.stdout)["checks"]
-    assert checks["metrics_available"] is True
-    assert checks["metrics"].startswith("azure-monitor Azure Monitor RequestsPerMinute")

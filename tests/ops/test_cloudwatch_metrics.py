@@ -11,8 +11,6 @@ both the request and the reply against botocore's CloudWatch service model.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,6 @@ from targets.test_aws_ops import (  # noqa: F401  (fixtures, used by name)
     moto,
     moto_url,
 )
-from typer.testing import CliRunner
 
 from mdeploy.ops.checks import PlatformMetrics, judge_metrics
 from mdeploy.targets.aws import metrics as cloudwatch
@@ -120,25 +117,3 @@ def test_a_refused_read_fails_the_metrics_check_not_the_run() -> None:
         source = PlatformMetrics(cloudwatch, ops, now=lambda: START)
         with pytest.raises(MdeployError):  # promote turns this into a failed metrics check
             source.read("v-2", START)
-
-
-def test_the_dry_run_names_cloudwatch_on_sagemaker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mdeploy.cli.app import app
-
-    monkeypatch.setenv("MDEPLOY_HOME", str(tmp_path / "home"))
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        "apiVersion: mdeploy/v1\nkind: Deployment\nmetadata: {name: m}\n"
-        "model: {id: mistralai/Mistral-7B-Instruct-v0.3, "
-        "revision: e0bc86c23ce5aae1db576c8cca6f06f1f73af2db, version: '2', max_context: 16384}\n"
-        "serving: {image: 'ghcr.io/mdeploy/vllm-adapter@sha256:" + "5a" * 32 + "', auth: iam}\n"
-        "placement: {clouds: [aws], residency: [EU]}\n"
-    )
-    result = CliRunner().invoke(app, ["promote", str(spec), "--target", "aws", "--dry-run",
-                                      "--json"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    checks = json.loads(result.stdout)["checks"]
-    assert checks["metrics_available"] is True
-    assert checks["metrics"].startswith("cloudwatch AWS/SageMaker Invocations")
