@@ -43,6 +43,7 @@ __all__ = [
     "repository_of",
     "startup_timeout_s",
     "total_replicas",
+    "unloadable_source",
     "validate_version_name",
     "validate_weights",
 ]
@@ -150,6 +151,18 @@ def _target_extra(placement_target: str, spec: Deployment) -> dict[str, Any]:
             module = import_module(f"mdeploy.targets.{facts.folder}.target")
             return module.TARGET.args_extra(spec)
     return {}
+
+
+def unloadable_source(spec: Deployment, loadable: tuple[str, ...]) -> str | None:
+    """
+    The scheme of `model.source` ("gs") when a target cannot load it, else None.
+
+    A target names what it can load (hf and its own store, say), not what it cannot: a scheme
+    another target declares, now or later, is refused without a list to keep up to date.
+    Local paths (no scheme) pass.
+    """
+    scheme, sep, _ = (spec.model.source or "").partition("://")
+    return scheme if sep and scheme not in loadable else None
 
 
 def startup_timeout_s(weights_gib: float) -> int:

@@ -100,3 +100,24 @@ def test_version_spec_checks_image_and_replicas() -> None:
         VersionSpec("v-2", "")
     with pytest.raises(InputError, match="replicas"):
         VersionSpec("v-2", "img", replicas=0)
+
+
+@pytest.mark.parametrize(
+    ("source", "scheme"),
+    [
+        (None, None),
+        ("/models/m", None),
+        ("hf://org/m", None),
+        ("s3://b/m", None),
+        ("gs://b/m", "gs"),
+        ("az://c/m", "az"),
+        ("oci://b/m", "oci"),  # a scheme no target knows of today is refused all the same
+    ],
+)
+def test_a_source_scheme_a_target_cannot_load_is_named(source, scheme):
+    from types import SimpleNamespace
+
+    from mdeploy.targets.base import unloadable_source
+
+    spec = SimpleNamespace(model=SimpleNamespace(source=source))
+    assert unloadable_source(spec, ("hf", "s3")) == scheme  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from mdeploy.targets.aws.settings import (
     VOLUME_GB_MAX,
     AwsSettings,
 )
-from mdeploy.targets.base import EndpointArgs
+from mdeploy.targets.base import EndpointArgs, unloadable_source
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -361,10 +361,9 @@ def unsupported(spec: Deployment) -> dict[str, str]:
             "strips the Authorization header, so vLLM would answer every request 401; "
             "remove VLLM_API_KEY and grant callers sagemaker:InvokeEndpoint instead"
         )
-    source = spec.model.source or ""
-    if source.startswith(("gs://", "az://")):
+    if scheme := unloadable_source(spec, ("hf", "s3")):
         problems["model.source"] = (
-            f"{source.split('://', 1)[0]}:// weights are not reachable from SageMaker; "
+            f"{scheme}:// weights are not reachable from SageMaker; "
             "copy them to S3 (`aws s3 sync`) and use s3://, or use hf://"
         )
     return problems

@@ -31,7 +31,7 @@ from mdeploy.serve.contract import (
 )
 from mdeploy.target_names import secret_ref_prefixes
 from mdeploy.targets.azure.settings import AzureStackConfig
-from mdeploy.targets.base import EndpointArgs
+from mdeploy.targets.base import EndpointArgs, unloadable_source
 
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
@@ -329,10 +329,9 @@ def unsupported(spec: Deployment) -> dict[str, str]:
     # The deployment attaches no model asset: the image fetches the weights itself, and it
     # downloads only hf:// (the engine), s3:// (boto3) and gs:// (the GCE metadata
     # server's token, which exists only on Google Cloud).
-    source = spec.model.source or ""
-    if source.startswith(("az://", "gs://")):
+    if scheme := unloadable_source(spec, ("hf", "s3")):
         out["model.source"] = (
-            f"{source.split('://', 1)[0]}:// weights are not downloaded by the image on "
+            f"{scheme}:// weights are not downloaded by the image on "
             "Azure ML; use hf:// (or leave model.source out: the engine downloads model.id)"
         )
     return out

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from mdeploy.errors import InputError
 from mdeploy.target_names import secret_ref_prefixes
-from mdeploy.targets.base import EndpointArgs
+from mdeploy.targets.base import EndpointArgs, unloadable_source
 from mdeploy.targets.gcp.settings import GcpSettings
 
 if TYPE_CHECKING:
@@ -216,10 +216,9 @@ def unsupported(spec: Deployment) -> dict[str, str]:
                 f"{ref.split(':', 1)[0]}: references cannot be read on Vertex AI; "
                 "use gcp-sm:<secret>, env:NAME or file:PATH"
             )
-    source = spec.model.source or ""
-    if source.startswith(("s3://", "az://")):
+    if scheme := unloadable_source(spec, ("hf", "gs")):
         problems["model.source"] = (
-            f"{source.split('://', 1)[0]}:// weights are not reachable from Vertex AI; "
+            f"{scheme}:// weights are not reachable from Vertex AI; "
             "copy them to Cloud Storage (`gcloud storage cp -r`) and use gs://, or use hf://"
         )
     return problems

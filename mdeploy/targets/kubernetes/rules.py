@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from mdeploy.targets.base import unloadable_source
+
 if TYPE_CHECKING:
     from mdeploy.spec.models import Deployment
 
@@ -89,10 +91,9 @@ def unsupported(spec: Deployment) -> dict[str, str]:
             )
     # The image's boot step (mdeploy/serve/boot.py) fetches hf://, s3:// and gs:// only; any
     # other scheme stops the container at start, so the pod would only crash-loop.
-    source = spec.model.source or ""
-    if source.startswith("az://"):
+    if scheme := unloadable_source(spec, ("hf", "s3", "gs")):
         out["model.source"] = (
-            "az:// weights are not downloaded by the image; use hf://, s3:// or gs://, "
+            f"{scheme}:// weights are not downloaded by the image; use hf://, s3:// or gs://, "
             "or leave model.source out (the engine downloads model.id from the Hub)"
         )
     return out
