@@ -31,10 +31,10 @@ import json
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 
 from mdeploy.errors import InputError
 from mdeploy.targets._config import stack_values
+from mdeploy.targets._pulumi_imports import import_only
 from mdeploy.targets.aws.iam import (
     VPC_ACTIONS,
     ecr_pull_policy,
@@ -66,11 +66,19 @@ from mdeploy.targets.base import EndpointArgs, image_with_registry
 
 __all__ = ["TYPE_TOKEN", "AwsEndpoint"]
 
+# The resource modules used, not whole subpackages (each __init__ imports its API group).
+sagemaker = import_only("pulumi_aws.sagemaker", "model", "endpoint_configuration", "endpoint")
+iam = import_only("pulumi_aws.iam", "role", "role_policy")
+ecr = import_only("pulumi_aws.ecr", "repository")
+cloudwatch = import_only("pulumi_aws.cloudwatch", "log_group")
+appautoscaling = import_only("pulumi_aws.appautoscaling", "target", "policy")
+secretsmanager = import_only("pulumi_aws.secretsmanager", "secret", "secret_version")
+
 TYPE_TOKEN = "mdeploy:aws:Endpoint"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
 # pulumi_aws 7.x argument classes of the endpoint deployment config, by short name.
-_dc = aws.sagemaker
+_dc = sagemaker
 _BlueGreen = _dc.EndpointDeploymentConfigBlueGreenUpdatePolicyArgs
 _Routing = _dc.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgs
 _CanarySize = (
@@ -112,7 +120,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         image = pulumi.Output.from_input(repo_url).apply(
             lambda url: image_with_registry(args.image, url)
         )
-        role = aws.iam.Role(
+        role = iam.Role(
             "role",
             name_prefix=f"mdeploy-{names.base}"[:37] + "-",
             description=f"SageMaker execution role of the mdeploy endpoint {names.endpoint}",
@@ -130,7 +138,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         self._account: pulumi.Output[str] = role.arn.apply(lambda arn: arn.split(":")[4])
         secret_env, secret_arns = self._secrets()
         policies = self._role_policies(role, repo_arn, data, secret_arns)
-        logs = aws.cloudwatch.LogGroup(
+        logs = cloudwatch.LogGroup(
             "logs",
             region=self._region,
             name=f"/aws/sagemaker/Endpoints/{names.endpoint}",
@@ -142,7 +150,7 @@ class AwsEndpoint(pulumi.ComponentResource):
         config = self._endpoint_config(model, self._model_name(data))
         scaled = args.replicas_max > args.replicas_min
         epoch = self._scaling_epoch() if scaled else None
-        endpoint = aws.sagemaker.Endpoint(
+        endpoint = sagemaker.Endpoint(
             "endpoint",
             region=self._region,
             name=names.endpoint,
@@ -185,19 +193,19 @@ class AwsEndpoint(pulumi.ComponentResource):
         """The repository URL and ARN to pull from; creates the repository unless configured."""
         existing = self._settings.existing_repository_url
         if existing:
-            self.repository: aws.ecr.Repository | None = None
+            self.repository: ecr.Repository | None = None
             return existing.rstrip("/"), repository_arn(existing, self._args.region)
         kms = self._settings.kms_key_arn
-        self.repository = aws.ecr.Repository(
+        self.repository = ecr.Repository(
             "repository",
             region=self._region,
             name=repository_name(self._args),
             image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+            image_scanning_configuration=ecr.RepositoryImageScanningConfigurationArgs(
                 scan_on_push=True
             ),
             encryption_configurations=[
-                aws.ecr.RepositoryEncryptionConfigurationArgs(
+                ecr.RepositoryEncryptionConfigurationArgs(
                     encryption_type="KMS" if kms else "AES256", kms_key=kms
                 )
             ],
@@ -269,10 +277,10 @@ class AwsEndpoint(pulumi.ComponentResource):
                 hint="use fewer secrets, or keep several values in one Secrets Manager secret",
             )
 
-    def _stored_secret(self, env_name: str, value: pulumi.Output[str]) -> aws.secretsmanager.Secret:
+    def _stored_secret(self, env_name: str, value: pulumi.Output[str]) -> secretsmanager.Secret:
         """A Secrets Manager secret holding `value` (a Pulumi secret, never a plain input)."""
         local = env_name.lower().replace("_", "-")
-        secret = aws.secretsmanager.Secret(
+        secret = secretsmanager.Secret(
             f"secret-{local}",
             region=self._region,
             name_prefix=f"mdeploy/{self._names.base}/{env_name}-",
@@ -281,7 +289,7 @@ class AwsEndpoint(pulumi.ComponentResource):
             tags=self._tags,
             opts=self._child,
         )
-        aws.secretsmanager.SecretVersion(
+        secretsmanager.SecretVersion(
             f"secret-{local}-value",
             region=self._region,
             secret_id=secret.id,
@@ -294,11 +302,11 @@ class AwsEndpoint(pulumi.ComponentResource):
 
     def _role_policies(
         self,
-        role: aws.iam.Role,
+        role: iam.Role,
         repo_arn: pulumi.Input[str],
         data: ModelData,
         secret_arns: list[pulumi.Input[str]],
-    ) -> list[aws.iam.RolePolicy]:
+    ) -> list[iam.RolePolicy]:
         """One inline policy per concern, each scoped to the resources this endpoint uses."""
         region, part, endpoint = self._args.region, self._partition, self._names.endpoint
         docs: dict[str, pulumi.Input[str]] = {
@@ -341,9 +349,7 @@ class AwsEndpoint(pulumi.ComponentResource):
                 )
             )
         return [
-            aws.iam.RolePolicy(
-                f"policy-{key}", name=key, role=role.id, policy=doc, opts=self._child
-            )
+            iam.RolePolicy(f"policy-{key}", name=key, role=role.id, policy=doc, opts=self._child)
             for key, doc in docs.items()
         ]
 
@@ -366,36 +372,36 @@ class AwsEndpoint(pulumi.ComponentResource):
 
     def _model(
         self,
-        role: aws.iam.Role,
+        role: iam.Role,
         image: pulumi.Output[str],
         data: ModelData,
         secret_env: dict[str, pulumi.Input[str]],
-        policies: list[aws.iam.RolePolicy],
-    ) -> aws.sagemaker.Model:
+        policies: list[iam.RolePolicy],
+    ) -> sagemaker.Model:
         """The container: image by digest, plain env + secret ARNs, weights from S3 if any."""
         args, settings = self._args, self._settings
         env = container_env(args)
         source = None
         if data.prefix:
-            source = aws.sagemaker.ModelPrimaryContainerModelDataSourceArgs(
+            source = sagemaker.ModelPrimaryContainerModelDataSourceArgs(
                 s3_data_sources=[
-                    aws.sagemaker.ModelPrimaryContainerModelDataSourceS3DataSourceArgs(
+                    sagemaker.ModelPrimaryContainerModelDataSourceS3DataSourceArgs(
                         s3_uri=data.prefix, s3_data_type="S3Prefix", compression_type="None"
                     )
                 ]
             )
         vpc = None
         if settings.vpc_subnet_ids:
-            vpc = aws.sagemaker.ModelVpcConfigArgs(
+            vpc = sagemaker.ModelVpcConfigArgs(
                 subnets=list(settings.vpc_subnet_ids),
                 security_group_ids=list(settings.vpc_security_group_ids),
             )
-        return aws.sagemaker.Model(
+        return sagemaker.Model(
             "model",
             region=self._region,
             name=self._model_name(data),
             execution_role_arn=role.arn,
-            primary_container=aws.sagemaker.ModelPrimaryContainerArgs(
+            primary_container=sagemaker.ModelPrimaryContainerArgs(
                 image=image,
                 environment={**env, **secret_env},
                 model_data_url=data.url,
@@ -408,8 +414,8 @@ class AwsEndpoint(pulumi.ComponentResource):
         )
 
     def _endpoint_config(
-        self, model: aws.sagemaker.Model, model_name: str
-    ) -> aws.sagemaker.EndpointConfiguration:
+        self, model: sagemaker.Model, model_name: str
+    ) -> sagemaker.EndpointConfiguration:
         """One production variant; its name hashes the model name and every variant setting."""
         args, settings = self._args, self._settings
         timeout = min(3600, max(60, args.startup_timeout_s))
@@ -430,13 +436,13 @@ class AwsEndpoint(pulumi.ComponentResource):
                 args.weights_gib
             )
         kms = settings.kms_key_arn if ebs else None  # NVMe instance storage: hardware-encrypted
-        return aws.sagemaker.EndpointConfiguration(
+        return sagemaker.EndpointConfiguration(
             "config",
             region=self._region,
             # Plain strings only, so the name is known at preview and shown by `synth`.
             name=hashed_name(self._names.base, args.short_hash, model_name, variant, kms),
             production_variants=[
-                aws.sagemaker.EndpointConfigurationProductionVariantArgs(
+                sagemaker.EndpointConfigurationProductionVariantArgs(
                     model_name=model.name, **variant
                 )
             ],
@@ -445,7 +451,7 @@ class AwsEndpoint(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _deployment_config(self) -> aws.sagemaker.EndpointDeploymentConfigArgs:
+    def _deployment_config(self) -> sagemaker.EndpointDeploymentConfigArgs:
         """
         Blue/green updates: a canary step when the fleet has 2+ instances (SageMaker caps the
         canary at 50 % of the fleet), else all at once. Auto-rollback and the `bakeSeconds`
@@ -465,15 +471,15 @@ class AwsEndpoint(pulumi.ComponentResource):
         budget = 2 * min(3600, max(60, args.startup_timeout_s)) + steps * bake
         rollback = None
         if settings.rollback_alarm_names:
-            rollback = aws.sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationArgs(
+            rollback = sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationArgs(
                 alarms=[
-                    aws.sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationAlarmArgs(
+                    sagemaker.EndpointDeploymentConfigAutoRollbackConfigurationAlarmArgs(
                         alarm_name=n
                     )
                     for n in settings.rollback_alarm_names
                 ]
             )
-        return aws.sagemaker.EndpointDeploymentConfigArgs(
+        return sagemaker.EndpointDeploymentConfigArgs(
             blue_green_update_policy=_BlueGreen(
                 traffic_routing_configuration=_Routing(**routing),
                 maximum_execution_timeout_in_seconds=min(28_800, max(600, budget + 600)),
@@ -510,10 +516,10 @@ class AwsEndpoint(pulumi.ComponentResource):
             ),
         )
 
-    def _autoscaling(self, endpoint: aws.sagemaker.Endpoint, epoch: pulumi.Stash) -> None:
+    def _autoscaling(self, endpoint: sagemaker.Endpoint, epoch: pulumi.Stash) -> None:
         """Target tracking on invocations per instance, between replicas.min and .max."""
         args, settings, variant = self._args, self._settings, self._names.variant
-        target = aws.appautoscaling.Target(
+        target = appautoscaling.Target(
             "scaling-target",
             region=self._region,
             service_namespace="sagemaker",
@@ -527,7 +533,7 @@ class AwsEndpoint(pulumi.ComponentResource):
             tags=self._tags,
             opts=self._child,
         )
-        aws.appautoscaling.Policy(
+        appautoscaling.Policy(
             "scaling-policy",
             region=self._region,
             name=f"{self._names.endpoint}-invocations-per-instance",
@@ -535,9 +541,9 @@ class AwsEndpoint(pulumi.ComponentResource):
             service_namespace=target.service_namespace,
             resource_id=target.resource_id,
             scalable_dimension=target.scalable_dimension,
-            target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+            target_tracking_scaling_policy_configuration=appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
                 target_value=float(settings.invocations_per_instance_target),
-                predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                predefined_metric_specification=appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
                     predefined_metric_type=SCALING_METRIC
                 ),
                 scale_in_cooldown=settings.scale_in_cooldown_s,

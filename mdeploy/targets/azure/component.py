@@ -26,14 +26,6 @@ import math
 from typing import Any
 
 import pulumi
-import pulumi_azure_native.applicationinsights as appinsights
-import pulumi_azure_native.authorization as authorization
-import pulumi_azure_native.containerregistry as acr
-import pulumi_azure_native.keyvault as keyvault
-import pulumi_azure_native.machinelearningservices as ml
-import pulumi_azure_native.operationalinsights as loganalytics
-import pulumi_azure_native.resources as resources
-import pulumi_azure_native.storage as storage
 
 from mdeploy.errors import InputError
 from mdeploy.serve.contract import (
@@ -43,6 +35,7 @@ from mdeploy.serve.contract import (
     AZUREML_SCORING_ROUTE,
 )
 from mdeploy.targets._config import stack_values
+from mdeploy.targets._pulumi_imports import import_only
 from mdeploy.targets.azure.rules import (
     AzureSettings,
     azure_tags,
@@ -66,6 +59,20 @@ __all__ = [
     "EndpointTraffic",
     "probe_settings",
 ]
+
+# The resource modules used, not whole subpackages (each __init__ imports its API group).
+_NATIVE = "pulumi_azure_native"
+ml = import_only(
+    f"{_NATIVE}.machinelearningservices",
+    "workspace", "environment_version", "online_endpoint", "online_deployment",
+)  # fmt: skip
+acr = import_only(f"{_NATIVE}.containerregistry", "registry")
+keyvault = import_only(f"{_NATIVE}.keyvault", "vault", "secret", "get_secret")
+storage = import_only(f"{_NATIVE}.storage", "storage_account")
+resources = import_only(f"{_NATIVE}.resources", "resource_group")
+authorization = import_only(f"{_NATIVE}.authorization", "role_assignment", "get_client_config")
+appinsights = import_only(f"{_NATIVE}.applicationinsights", "component")
+loganalytics = import_only(f"{_NATIVE}.operationalinsights", "workspace")
 
 TYPE_TOKEN = "mdeploy:azure:Endpoint"
 OUTPUTS = (

@@ -34,15 +34,6 @@ from typing import Any
 
 import pulumi
 from pulumi import Output, ResourceOptions
-from pulumi_gcp import (
-    artifactregistry,
-    organizations,
-    projects,
-    secretmanager,
-    serviceaccount,
-    storage,
-    vertex,
-)
 
 from mdeploy.errors import InputError
 from mdeploy.serve.contract import (
@@ -51,6 +42,7 @@ from mdeploy.serve.contract import (
     VERTEX_DEFAULT_PREDICT_ROUTE,
 )
 from mdeploy.targets._config import stack_values
+from mdeploy.targets._pulumi_imports import import_only
 from mdeploy.targets.base import EndpointArgs, image_with_registry
 from mdeploy.targets.gcp.registry import repository_for
 from mdeploy.targets.gcp.rules import (
@@ -67,6 +59,17 @@ from mdeploy.targets.gcp.rules import (
 from mdeploy.targets.gcp.vertex_model import VertexModelDeployment
 
 __all__ = ["GcpEndpoint", "container_env", "parse_secret_ref", "shared_memory_mb"]
+
+# The resource modules used, not whole subpackages (each __init__ imports its API group).
+vertex = import_only("pulumi_gcp.vertex", "ai_endpoint")
+artifactregistry = import_only("pulumi_gcp.artifactregistry", "repository", "repository_iam_member")
+secretmanager = import_only(
+    "pulumi_gcp.secretmanager", "secret", "secret_version", "secret_iam_member"
+)
+serviceaccount = import_only("pulumi_gcp.serviceaccount", "account")
+projects = import_only("pulumi_gcp.projects", "iam_member")
+organizations = import_only("pulumi_gcp.organizations", "get_project", "get_client_config")
+storage = import_only("pulumi_gcp.storage", "bucket_iam_member")
 
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 RUNTIME_PROJECT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")

@@ -18,18 +18,13 @@ checked by `settings.KubernetesSettings` (an unknown `mdeploy:*` key is refused)
 from __future__ import annotations
 
 import pulumi
-from pulumi_kubernetes.apps import v1 as apps
-from pulumi_kubernetes.autoscaling import v2 as autoscaling
-from pulumi_kubernetes.core import v1 as core
-from pulumi_kubernetes.meta import v1 as meta
-from pulumi_kubernetes.networking import v1 as networking
-from pulumi_kubernetes.policy import v1 as policy
 from pulumi_kubernetes.provider import Provider
 
 from mdeploy.errors import InputError
 from mdeploy.targets._config import stack_values
 from mdeploy.targets.base import EndpointArgs, image_with_registry, repository_of
 from mdeploy.targets.kubernetes import lws
+from mdeploy.targets.kubernetes.api import apps, autoscaling, core, meta, networking, policy
 from mdeploy.targets.kubernetes.podspec import (
     PORT,
     deployment_spec,

@@ -31,12 +31,10 @@ from typing import Any
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
-from pulumi_kubernetes.core import v1 as core
-from pulumi_kubernetes.meta import v1 as meta
-from pulumi_kubernetes.networking import v1 as networking
 
 from mdeploy.errors import InputError
 from mdeploy.targets.base import EndpointArgs
+from mdeploy.targets.kubernetes.api import core, meta, networking
 from mdeploy.targets.kubernetes.podspec import deployment_spec
 from mdeploy.targets.kubernetes.settings import KubernetesSettings
 

@@ -12,11 +12,9 @@ import json
 import math
 
 import pulumi
-from pulumi_kubernetes.apps import v1 as apps
-from pulumi_kubernetes.core import v1 as core
-from pulumi_kubernetes.meta import v1 as meta
 
 from mdeploy.targets.base import EndpointArgs
+from mdeploy.targets.kubernetes.api import apps, core, meta
 from mdeploy.targets.kubernetes.nodes import GENERIC_REGION, REGION_LABEL, ZONE_LABEL
 from mdeploy.targets.kubernetes.settings import KubernetesSettings
 
