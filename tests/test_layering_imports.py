@@ -18,6 +18,7 @@ from mdeploy.targets import target_names
 PACKAGE = Path(__file__).resolve().parents[1] / "mdeploy"
 # Layer of each top-level part, higher imports lower. Leaf modules are 0.
 LAYERS = {
+    "_gc": 0,
     "errors": 0,
     "target_names": 0,
     "jurisdictions": 0,

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from mdeploy import __version__
+from mdeploy._gc import freeze_after_long_lived_phases
 from mdeploy.cli import (
     catalog_cmd,
     deploy_cmd,
@@ -62,4 +63,5 @@ promote_cmd.register(app)
 
 
 def main() -> None:
+    freeze_after_long_lived_phases()  # a short-lived process: see mdeploy/_gc.py
     app()

@@ -8,13 +8,11 @@ program function imports it when it runs.
 
 from __future__ import annotations
 
-import gc
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from mdeploy._gc import long_lived_phase
 from mdeploy.errors import InputError, PolicyError
 from mdeploy.targets import deploy_target_for, output_names, target_names
 from mdeploy.targets.base import EndpointArgs
@@ -173,7 +171,7 @@ def endpoint_program(target: Target, args: EndpointArgs) -> Callable[[], Any]:
     def program() -> Any:
         import pulumi
 
-        with _long_lived_allocations():
+        with long_lived_phase():  # the provider's type modules are imported here
             component = target.component(args.name, args)
         for name in output_names():
             value = getattr(component, name, None)
@@ -182,30 +180,6 @@ def endpoint_program(target: Target, args: EndpointArgs) -> Callable[[], Any]:
         return component
 
     return program
-
-
-@contextmanager
-def _long_lived_allocations() -> Iterator[None]:
-    """
-    Build the component with the cyclic garbage collector paused; freeze what the imports made.
-
-    The first component of a kind in a process imports its provider's generated type modules:
-    hundreds of thousands of objects that live until the process ends, which every full
-    collection would walk again, during the imports and after (10-15 % of `synth`'s CPU,
-    measured). Frozen, they sit in the permanent generation that collections skip; reference
-    counting still frees memory as usual. Only a construction that imported modules freezes,
-    so a process that builds many components (the test suite) keeps collecting the rest.
-    """
-    modules_before = len(sys.modules)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if len(sys.modules) > modules_before:
-            gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def _nothing_fits(plan: Plan, target: str) -> str:

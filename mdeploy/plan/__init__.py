@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mdeploy._gc import long_lived_phase
 from mdeploy.errors import InputError
 from mdeploy.plan.engine import check_engine_args, engine_args
 from mdeploy.plan.fit import Fit, Sizing, check_fit, size_model
@@ -72,10 +73,11 @@ def make_plan(
     model_sizing = sizing(spec, base_dir=base_dir)
     clouds = targets_in_play(spec, targets)
     cluster_keys = pool_placements()  # offered from the spec's own pools, not the catalog
-    groups = offer_groups([c for c in clouds if c not in cluster_keys], include_flagged=True)
-    pools = pool_offers(spec, [c for c in clouds if c in cluster_keys])
-    access = {key: r.access for key, r in load_regions().items()}
-    candidates, rejected = rank_catalog(groups, pools, spec, model_sizing, blocked, access)
+    with long_lived_phase():  # the catalog's offers and their candidates: one object each
+        groups = offer_groups([c for c in clouds if c not in cluster_keys], include_flagged=True)
+        pools = pool_offers(spec, [c for c in clouds if c in cluster_keys])
+        access = {key: r.access for key, r in load_regions().items()}
+        candidates, rejected = rank_catalog(groups, pools, spec, model_sizing, blocked, access)
     return Plan(
         model=ModelSizing(
             id=spec.model.id,

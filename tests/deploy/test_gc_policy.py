@@ -1,16 +1,15 @@
 """
-Garbage-collector policy around Pulumi programs: what is frozen, when, and that it is undone.
+Garbage-collector policy (mdeploy/_gc.py): paused while planning and building a component,
+frozen afterwards only in the CLI's short-lived process, and undone around synth's fork.
 
-The provider type modules a component imports live until the process ends, so the first
-construction freezes them out of later collections; a process that builds many components
-must not keep freezing (its garbage would never be collected), and the fork of
-`synth --all-targets` unfreezes once its workers are done. Fresh interpreters: gc state is
-process-wide.
+A library caller (this test process, a service) must never get frozen objects: its garbage
+cycles would not be collected again. Fresh interpreters, since gc state is process-wide.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,60 +17,93 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/mistral-7b-eu.yaml"
+PRELUDE = f"""
+import gc, json, os
+from pathlib import Path
+os.environ["MDEPLOY_SYNTH_WORKERS"] = os.environ.get("WORKERS", "1")
+freezes, real_freeze = [], gc.freeze
+gc.freeze = lambda: (freezes.append(1), real_freeze())[1]
+from mdeploy.spec import load_spec
+loaded = load_spec(Path("{EXAMPLE}"))
+"""
 
 
 def _run(script: str, workers: int = 1) -> dict:
-    env_line = f"import os; os.environ['MDEPLOY_SYNTH_WORKERS'] = '{workers}'\n"
     done = subprocess.run(
-        [sys.executable, "-c", env_line + textwrap.dedent(script)],
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
         capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+        env={**os.environ, "WORKERS": str(workers)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_only_the_construction_that_imports_providers_freezes():
-    out = _run(f"""
-        import gc, json
-        from pathlib import Path
+def test_a_library_caller_gets_the_pause_and_never_a_freeze():
+    out = _run("""
         from mdeploy.deploy.synth import synth
-        from mdeploy.spec import load_spec
-        calls, real_freeze = [], gc.freeze
-        gc.freeze = lambda: (calls.append(gc.get_count()), real_freeze())[1]
-        loaded = load_spec(Path("{EXAMPLE}"))
+        from mdeploy.plan import make_plan
         synth(loaded, "azure")
-        first, frozen = len(calls), gc.get_freeze_count()
-        synth(loaded, "azure")
-        print(json.dumps({{"first": first, "frozen": frozen > 100_000,
-                           "second": len(calls) - first, "enabled": gc.isenabled()}}))
+        make_plan(loaded.spec)
+        print(json.dumps({"freezes": len(freezes), "frozen": gc.get_freeze_count(),
+                          "enabled": gc.isenabled()}))
     """)
-    assert out == {"first": 1, "frozen": True, "second": 0, "enabled": True}
+    assert out == {"freezes": 0, "frozen": 0, "enabled": True}
+
+
+def test_the_cli_process_freezes_what_planning_and_the_provider_imports_leave():
+    out = _run("""
+        from mdeploy._gc import freeze_after_long_lived_phases
+        freeze_after_long_lived_phases()
+        from mdeploy.plan import make_plan
+        from mdeploy.deploy.synth import synth
+        make_plan(loaded.spec)
+        after_plan = len(freezes)
+        synth(loaded, "azure")  # plans again, then builds the component
+        print(json.dumps({"after_plan": after_plan, "after_synth": len(freezes),
+                          "many_frozen": gc.get_freeze_count() > 100_000,
+                          "enabled": gc.isenabled()}))
+    """)
+    assert out == {"after_plan": 1, "after_synth": 3, "many_frozen": True, "enabled": True}
+
+
+def test_the_console_entry_point_turns_freezing_on():
+    out = _run("""
+        import sys
+        import mdeploy._gc
+        from mdeploy.cli.app import main
+        sys.argv = ["mdeploy", "--version"]
+        try:
+            main()
+        except SystemExit:
+            pass
+        print(json.dumps({"freeze": mdeploy._gc._freeze}))
+    """)
+    assert out == {"freeze": True}
 
 
 def test_a_caller_that_disabled_the_collector_keeps_it_disabled():
-    out = _run(f"""
-        import gc, json
-        from pathlib import Path
+    out = _run("""
         from mdeploy.deploy.synth import synth
-        from mdeploy.spec import load_spec
         gc.disable()
-        synth(load_spec(Path("{EXAMPLE}")), "gcp")
-        print(json.dumps({{"enabled": gc.isenabled()}}))
+        synth(loaded, "gcp")
+        print(json.dumps({"enabled": gc.isenabled()}))
     """)
     assert out == {"enabled": False}
 
 
 def test_the_forked_workers_leave_nothing_frozen_in_the_parent():
     out = _run(
-        f"""
-        import gc, json
-        from pathlib import Path
+        """
         from mdeploy.deploy.synth import synth_targets
-        from mdeploy.spec import load_spec
-        results, _ = synth_targets(load_spec(Path("{EXAMPLE}")), all_targets=True)
-        print(json.dumps({{"targets": [r.target for r in results],
-                           "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}}))
+        results, _ = synth_targets(loaded, all_targets=True)
+        print(json.dumps({"targets": [r.target for r in results], "forked": len(freezes),
+                          "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}))
         """,
         workers=2,
     )
-    assert out == {"targets": ["aws", "azure", "gcp", "kubernetes"], "frozen": 0, "enabled": True}
+    assert out == {
+        "targets": ["aws", "azure", "gcp", "kubernetes"],
+        "forked": 1,
+        "frozen": 0,
+        "enabled": True,
+    }
