@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         big = Path(tmp) / "catalog"
         offers = make_catalog(big, args.scale, repo)
         base_env = {**os.environ, "XDG_CACHE_HOME": str(Path(tmp) / "cache"), "COLUMNS": "120"}
+        base_env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up run caches bytecode too
         if repo != ROOT:
             base_env["PYTHONPATH"] = str(repo)
         base_env.pop("MDEPLOY_CATALOG_DIR", None)

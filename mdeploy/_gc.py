@@ -20,7 +20,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["freeze_after_long_lived_phases", "long_lived_phase"]
+__all__ = ["freeze_after_long_lived_phases", "frozen_for_fork", "long_lived_phase"]
 
 _freeze = False
 
@@ -43,3 +43,18 @@ def long_lived_phase() -> Iterator[None]:
             gc.freeze()
         if enabled:
             gc.enable()
+
+
+@contextmanager
+def frozen_for_fork() -> Iterator[None]:
+    """
+    Freeze before forking workers, as the Python docs advise: the children's collections then
+    leave the pages they share with this process alone. A library caller gets its objects back
+    into collection afterwards; the CLI keeps them frozen (its exit skips walking them).
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not _freeze:
+            gc.unfreeze()
