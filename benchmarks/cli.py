@@ -7,9 +7,10 @@ Time whole `mdeploy` processes, the way a person at a terminal feels them.
     python benchmarks/cli.py --install   # + README command 1: seconds and MB of `pip install .`
     python benchmarks/cli.py --suite     # + the whole test suite: tests passed and seconds
 
-Each command runs once to warm the OS file cache, then --runs times; the median wall time
-and the median CPU time (user + system of the child) are reported, the wall median compared
-with the targets. It also runs each command under `python -X importtime` and lists any cloud
+Each command runs once to warm the OS file cache, then --runs times, the commands alternated
+round by round; the median wall time and the median CPU time (user + system of the child) are
+reported, the wall median compared with the targets, and synth's CPU over plan's per round
+(issue 15). It also runs each command under `python -X importtime` and lists any cloud
 SDK or Pulumi module that got imported. Every figure the README quotes comes from here.
 """
 
@@ -98,19 +99,28 @@ def heavy_imports(args: list[str]) -> list[str]:
     return sorted(found)
 
 
-def measure(runs: int) -> list[dict]:
+def measure(runs: int) -> tuple[list[dict], dict]:
+    """
+    Every command `runs` times, alternated round by round (after one warm-up each), so that a
+    host whose speed drifts shifts every command alike; and issue 15's ratio, synth CPU ÷ plan
+    CPU, as the median [min, max] of the rounds' ratios.
+    """
+    for _, args, _ in CASES:
+        _time_once(args)  # warm-up: OS file cache, catalog cache, bytecode
+    samples: list[list[tuple[float, float]]] = [[] for _ in CASES]
+    for _ in range(runs):
+        for got, (_, args, _) in zip(samples, CASES, strict=True):
+            got.append(_time_once(args))
     results = []
-    for name, args, target in CASES:
-        _time_once(args)  # warm-up
-        samples = [_time_once(args) for _ in range(runs)]
-        times = sorted(wall for wall, _ in samples)
+    for got, (name, args, target) in zip(samples, CASES, strict=True):
+        times = sorted(wall for wall, _ in got)
         median = statistics.median(times)
         results.append(
             {
                 "command": name,
                 "runs": runs,
                 "median_s": round(median, 4),
-                "cpu_median_s": round(statistics.median(cpu for _, cpu in samples), 4),
+                "cpu_median_s": round(statistics.median(cpu for _, cpu in got), 4),
                 "min_s": round(times[0], 4),
                 "p90_s": round(times[int(0.9 * (runs - 1))], 4),
                 "target_s": target,
@@ -118,7 +128,15 @@ def measure(runs: int) -> list[dict]:
                 "heavy_imports": heavy_imports(args),
             }
         )
-    return results
+    names = [name for name, _, _ in CASES]
+    plan = samples[names.index("mdeploy plan mistral-7b-eu")]
+    synth = samples[names.index("mdeploy synth mistral-7b-eu --all-targets --json")]
+    ratios = [s[1] / p[1] for p, s in zip(plan, synth, strict=True)]
+    ratio = {
+        "synth_cpu_over_plan_cpu": round(statistics.median(ratios), 2),
+        "min_max": [round(min(ratios), 2), round(max(ratios), 2)],
+    }
+    return results, ratio
 
 
 def measure_install() -> dict:
@@ -167,8 +185,8 @@ def main() -> int:
     if not shutil.which("mdeploy"):
         print("mdeploy is not on PATH: activate the venv first", file=sys.stderr)
         return 3
-    results = measure(opts.runs)
-    extra = {}
+    results, ratio = measure(opts.runs)
+    extra: dict[str, dict] = {"ratio": ratio}
     if opts.install:
         extra["install"] = measure_install()
     if opts.suite:
@@ -189,8 +207,14 @@ def main() -> int:
                 f"{r['min_s']:7.3f} {r['p90_s']:7.3f} {target:>6} {mark:4}  "
                 f"{', '.join(r['heavy_imports']) or 'none'}"
             )
+        low, high = ratio["min_max"]
+        print(
+            f"synth CPU ÷ plan CPU (issue 15: ≤ 6): {ratio['synth_cpu_over_plan_cpu']:.2f} "
+            f"[{low:.2f}–{high:.2f}] over the rounds"
+        )
         for name, figures in extra.items():
-            print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+            if name != "ratio":
+                print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     return 0 if all(r["ok"] is not False for r in results) else 1
 
 
