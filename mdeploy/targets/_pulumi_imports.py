@@ -87,6 +87,8 @@ def _complete_on_demand(module: ModuleType, spec: importlib.machinery.ModuleSpec
     """The package's `__getattr__`: a submodule is imported alone, anything else runs `__init__`."""
 
     def __getattr__(name: str) -> Any:
+        if name.startswith("__"):  # a tool probing (`__wrapped__`, `__all__`): not a resource
+            raise AttributeError(f"module {spec.name!r} has no attribute {name!r}")
         if _submodule_exists(module, name):
             return importlib.import_module(f"{spec.name}.{name}")
         del module.__dict__["__getattr__"]

@@ -40,7 +40,7 @@ def _run(script: str, *args: str) -> dict:
 def test_only_the_named_modules_are_imported_and_their_names_are_on_the_package():
     out = _run(f"""
         import json, sys
-        from mdeploy.targets._pulumi_imports import import_only
+        from mdeploy.targets._pulumi_imports import fallbacks, import_only
         ml = import_only("{ML}", "online_endpoint")
         print(json.dumps({{
             "resource": ml.OnlineEndpoint.__module__,
@@ -48,6 +48,8 @@ def test_only_the_named_modules_are_imported_and_their_names_are_on_the_package(
             "enum": ml.SkuTier.__module__,
             "other_loaded": "{ML}.batch_deployment" in sys.modules,
             "on_parent": sys.modules["pulumi_azure_native"].machinelearningservices is ml,
+            "probe": hasattr(ml, "__wrapped__"),
+            "fallbacks": fallbacks(),
         }}))
     """)
     assert out == {
@@ -56,6 +58,8 @@ def test_only_the_named_modules_are_imported_and_their_names_are_on_the_package(
         "enum": f"{ML}._enums",
         "other_loaded": False,
         "on_parent": True,
+        "probe": False,
+        "fallbacks": [],
     }
 
 
