@@ -78,11 +78,10 @@ TYPE_TOKEN = "mdeploy:aws:Endpoint"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
 # pulumi_aws 7.x argument classes of the endpoint deployment config, by short name.
-_dc = sagemaker
-_BlueGreen = _dc.EndpointDeploymentConfigBlueGreenUpdatePolicyArgs
-_Routing = _dc.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgs
+_BlueGreen = sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyArgs
+_Routing = sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgs
 _CanarySize = (
-    _dc.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationCanarySizeArgs
+    sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationCanarySizeArgs
 )
 
 
