@@ -8,19 +8,14 @@ cycles would not be collected again. Fresh interpreters, since gc state is proce
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from freshpython import run_json
+
 EXAMPLE = "examples/mistral-7b-eu.yaml"
 PRELUDE = f"""
-import gc, json, os
+import gc, json
 from pathlib import Path
-os.environ["MDEPLOY_SYNTH_WORKERS"] = os.environ.get("WORKERS", "1")
 freezes, real_freeze = [], gc.freeze
 gc.freeze = lambda: (freezes.append(1), real_freeze())[1]
 from mdeploy.spec import load_spec
@@ -29,13 +24,7 @@ loaded = load_spec(Path("{EXAMPLE}"))
 
 
 def _run(script: str, workers: int = 1) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
-        env={**os.environ, "WORKERS": str(workers)},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(PRELUDE + textwrap.dedent(script), env={"MDEPLOY_SYNTH_WORKERS": str(workers)})
 
 
 def test_a_library_caller_gets_the_pause_and_never_a_freeze():

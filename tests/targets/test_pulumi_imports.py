@@ -8,37 +8,22 @@ anything.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+import re
 
 import pytest
+from freshpython import ROOT, run_json
 
-ROOT = Path(__file__).resolve().parents[2]
 ML = "pulumi_azure_native.machinelearningservices"
-COMPONENT_FILES = [
-    "mdeploy/targets/aws/component.py",
-    "mdeploy/targets/azure/component.py",
-    "mdeploy/targets/gcp/component.py",
-    "mdeploy/targets/kubernetes/component.py",
-    "mdeploy/targets/kubernetes/podspec.py",
-    "mdeploy/targets/kubernetes/lws.py",
-]
-
-
-def _run(script: str, *args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+# Every target module that takes provider classes through import_only (or kubernetes/api.py).
+PROVIDER_USERS = sorted(
+    str(path.relative_to(ROOT))
+    for path in (ROOT / "mdeploy" / "targets").glob("*/*.py")
+    if re.search(r"import_only\(|\.api import", path.read_text())
+)
 
 
 def test_only_the_named_modules_are_imported_and_their_names_are_on_the_package():
-    out = _run(f"""
+    out = run_json(f"""
         import json, sys
         from mdeploy.targets._pulumi_imports import fallbacks, import_only
         ml = import_only("{ML}", "online_endpoint")
@@ -64,7 +49,7 @@ def test_only_the_named_modules_are_imported_and_their_names_are_on_the_package(
 
 
 def test_classes_are_the_ones_a_whole_import_gives_and_an_unlisted_name_still_resolves():
-    out = _run(f"""
+    out = run_json(f"""
         import importlib, json
         from mdeploy.targets._pulumi_imports import fallbacks, import_only
         ml = import_only("{ML}", "online_endpoint")
@@ -88,7 +73,7 @@ def test_classes_are_the_ones_a_whole_import_gives_and_an_unlisted_name_still_re
 
 
 def test_a_nested_kubernetes_group_behind_two_lazy_packages():
-    out = _run("""
+    out = run_json("""
         import json
         from mdeploy.targets._pulumi_imports import fallbacks, import_only
         core = import_only("pulumi_kubernetes.core.v1", "Service")
@@ -105,7 +90,7 @@ def test_a_nested_kubernetes_group_behind_two_lazy_packages():
 
 
 def test_a_package_already_imported_whole_is_returned_as_it_is():
-    out = _run(f"""
+    out = run_json(f"""
         import json
         import importlib
         whole = importlib.import_module("{ML}")
@@ -119,7 +104,7 @@ def test_a_package_already_imported_whole_is_returned_as_it_is():
 
 @pytest.mark.parametrize("package", ["pulumi_not_a_provider.things", "pulumi_aws.no_such_service"])
 def test_a_missing_package_is_a_module_not_found_error_naming_it(package):
-    out = _run(f"""
+    out = run_json(f"""
         import json
         from mdeploy.targets._pulumi_imports import import_only
         try:
@@ -130,9 +115,15 @@ def test_a_missing_package_is_a_module_not_found_error_naming_it(package):
     assert out["name"] in {package, package.split(".")[0]}
 
 
+def test_every_component_is_among_the_modules_checked_below():
+    components = (ROOT / "mdeploy" / "targets").glob("*/component.py")
+    names = {str(path.relative_to(ROOT)) for path in components}
+    assert len(names) >= 4 and names <= set(PROVIDER_USERS)
+
+
 def test_every_provider_name_the_components_use_is_on_their_partial_packages():
     """A name missing from a component's import_only list would import the whole group."""
-    out = _run(
+    out = run_json(
         """
         import ast, importlib, json, sys
         from pathlib import Path
@@ -150,13 +141,13 @@ def test_every_provider_name_the_components_use_is_on_their_partial_packages():
         from mdeploy.targets._pulumi_imports import fallbacks
         print(json.dumps({"missing": missing, "fallbacks": fallbacks()}))
         """,
-        *COMPONENT_FILES,
+        *PROVIDER_USERS,
     )
     assert out == {"missing": [], "fallbacks": []}
 
 
 def test_synth_of_every_target_imports_no_whole_group():
-    out = _run("""
+    out = run_json("""
         import json, os, sys
         from pathlib import Path
         os.environ["MDEPLOY_SYNTH_WORKERS"] = "1"
