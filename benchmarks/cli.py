@@ -186,14 +186,14 @@ def main() -> int:
         print("mdeploy is not on PATH: activate the venv first", file=sys.stderr)
         return 3
     results, ratio = measure(opts.runs)
-    extra: dict[str, dict] = {"ratio": ratio}
+    extra = {}
     if opts.install:
         extra["install"] = measure_install()
     if opts.suite:
         extra["suite"] = measure_suite()
     if opts.json:
         print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(),
-                          "results": results, **extra}, indent=2))  # fmt: skip
+                          "results": results, "ratio": ratio, **extra}, indent=2))  # fmt: skip
     else:
         print(
             f"{'command':50} {'median':>7} {'cpu':>7} {'min':>7} {'p90':>7} {'target':>6}"
@@ -213,8 +213,7 @@ def main() -> int:
             f"[{low:.2f}–{high:.2f}] over the rounds"
         )
         for name, figures in extra.items():
-            if name != "ratio":
-                print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+            print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     return 0 if all(r["ok"] is not False for r in results) else 1
 
 
