@@ -124,11 +124,13 @@ def test_an_engine_dying_mid_stream_ends_the_stream_with_an_error_event(procs, s
 def test_a_client_hang_up_aborts_the_engine_stream(procs):
     engine = procs.engine("--served-model-name", MODEL)
     adapter = procs.adapter("serve", env={"MDEPLOY_ENGINE_URL": engine.url})
-    body = {**PROMPT, "stream": True, "x_fake": {"chunks": 50, "chunk_delay": 0.1}}
+    chunks, gap = 600, 0.1
+    body = {**PROMPT, "stream": True, "x_fake": {"chunks": chunks, "chunk_delay": gap}}
     with httpx.stream("POST", adapter.url + "/invocations", json=body, timeout=10) as r:
         next(r.iter_raw())
-    # The engine stops generating long before the 5 s the whole stream would take.
-    deadline = time.monotonic() + 2
+    # The engine counts an abort only while it is still generating: seeing one before the
+    # whole stream would end proves the hang-up reached it, however slow a loaded machine is.
+    deadline = time.monotonic() + chunks * gap
     while engine.get("/fake/stats").json()["aborted"] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert engine.get("/fake/stats").json()["aborted"] == 1
