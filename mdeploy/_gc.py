@@ -25,10 +25,10 @@ __all__ = ["freeze_after_long_lived_phases", "frozen_for_fork", "long_lived_phas
 _freeze = False
 
 
-def freeze_after_long_lived_phases(enabled: bool = True) -> None:
+def freeze_after_long_lived_phases() -> None:
     """For a short-lived process (the CLI): freeze what each long-lived phase leaves alive."""
     global _freeze
-    _freeze = enabled
+    _freeze = True
 
 
 @contextmanager
